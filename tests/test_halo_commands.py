@@ -276,7 +276,6 @@ def test_score_writes_video_and_patch_rewards_equal_to_the_models(halo_data):
 def test_pairs_cli_follows_the_median_rules_and_trainer_reads_the_latents(halo_data, tmp_path):
     root = halo_data["root"]
     pairs_path = root / "data" / "pairs.jsonl"
-    assert main(["halo", "pairs", "--scores", str(root / "data" / "scores.jsonl"), "--output", str(pairs_path)]) == 0
     rows = {(r["prompt_id"], r["candidate_id"]): r for r in read_jsonl(root / "data" / "scores.jsonl")}
     # independent recomputation of the rules over the 2 x C(3, 2) = 6 candidate pairs
     cand_pairs = [((p, f"c{a}"), (p, f"c{b}")) for p in ("p0", "p1") for a, b in ((0, 1), (0, 2), (1, 2))]
@@ -284,21 +283,28 @@ def test_pairs_cli_follows_the_median_rules_and_trainer_reads_the_latents(halo_d
     p_margin = {cp: np.abs(np.subtract(rows[cp[0]]["patch_rewards"], rows[cp[1]]["patch_rewards"]))
                 for cp in cand_pairs}
     m_v = statistics.median(v_margin.values())
-    m_p = statistics.median(np.concatenate([m.ravel() for m in p_margin.values()]))
-    expect = {frozenset((a[1], b[1], a[0])) for (a, b) in cand_pairs
-              if v_margin[(a, b)] > m_v or (p_margin[(a, b)] > m_p).any()}
-    pairs = read_jsonl(pairs_path)
-    assert {frozenset((p["winner_id"], p["loser_id"], p["prompt_id"])) for p in pairs} == expect
-    summary = json.loads((root / "data" / "pairs.summary.json").read_text())
-    assert summary["median_video_margin"] == pytest.approx(m_v) and summary["kept"] == len(expect)
-    for p in pairs:
-        w, lo = rows[(p["prompt_id"], p["winner_id"])], rows[(p["prompt_id"], p["loser_id"])]
-        assert w["video_reward"] >= lo["video_reward"]
-        margins = np.subtract(w["patch_rewards"], lo["patch_rewards"])
-        np.testing.assert_allclose(p["patch_margins"], margins, atol=1e-9)
-        np.testing.assert_array_equal(p["patch_signs"], np.sign(margins))
-        np.testing.assert_allclose(p["patch_weights"], np.clip(np.abs(margins) / m_p, 0, 1), atol=1e-9)
-        assert p["video_weight"] == pytest.approx(min(1.0, (w["video_reward"] - lo["video_reward"]) / m_v))
+    patch_medians = {"per_pair_max": statistics.median(m.max() for m in p_margin.values()),
+                     "all_patches": statistics.median(np.concatenate([m.ravel() for m in p_margin.values()]))}
+    for rule in ("all_patches", "per_pair_max"):  # the default last: the trainer below reads its pairs
+        option = [] if rule == "per_pair_max" else ["--patch-median", rule]
+        assert main(["halo", "pairs", "--scores", str(root / "data" / "scores.jsonl"), "--output", str(pairs_path),
+                     *option]) == 0
+        m_p = patch_medians[rule]
+        expect = {frozenset((a[1], b[1], a[0])) for (a, b) in cand_pairs
+                  if v_margin[(a, b)] > m_v or (p_margin[(a, b)] > m_p).any()}
+        pairs = read_jsonl(pairs_path)
+        assert {frozenset((p["winner_id"], p["loser_id"], p["prompt_id"])) for p in pairs} == expect
+        summary = json.loads((root / "data" / "pairs.summary.json").read_text())
+        assert summary["median_video_margin"] == pytest.approx(m_v) and summary["kept"] == len(expect)
+        assert summary["patch_median"] == rule and summary["median_patch_margin"] == pytest.approx(m_p)
+        for p in pairs:
+            w, lo = rows[(p["prompt_id"], p["winner_id"])], rows[(p["prompt_id"], p["loser_id"])]
+            assert w["video_reward"] >= lo["video_reward"]
+            margins = np.subtract(w["patch_rewards"], lo["patch_rewards"])
+            np.testing.assert_allclose(p["patch_margins"], margins, atol=1e-9)
+            np.testing.assert_array_equal(p["patch_signs"], np.sign(margins))
+            np.testing.assert_allclose(p["patch_weights"], np.clip(np.abs(margins) / m_p, 0, 1), atol=1e-9)
+            assert p["video_weight"] == pytest.approx(min(1.0, (w["video_reward"] - lo["video_reward"]) / m_v))
 
     # `vidreward train gran-dpo` reads these pairs and latents as written (latents_dir defaults to pairs/../latents)
     from vidreward.train.gran_dpo import train

@@ -2,23 +2,13 @@
 
 from __future__ import annotations
 
-import os
-import shutil
-import subprocess
-import sys
-from pathlib import Path
-
 import pytest
 import torch
-import yaml
 
 from tests.drf_fixtures import build_models, tiny_config, write_records
-from vidreward.config import to_dict
+from tests.torchrun_helpers import run_vidreward_torchrun, write_preset
 from vidreward.train import drf as drf_module
 from vidreward.train.checkpoint import list_checkpoints, load_checkpoint
-
-REPO = Path(__file__).resolve().parents[1]
-
 
 MODES = {
     "ddp_lora": {},
@@ -41,17 +31,9 @@ def test_two_ranks_match_single_process_with_double_batch(tmp_path, mode):
     assert single["step"] == 2
     expected = load_checkpoint(list_checkpoints(tmp_path / "single" / "checkpoints")[-1]).trainable
 
-    cfg = tiny_config(models, records, tmp_path / "ddp", **{**overrides, "train.batch_size": 1})
-    data = to_dict(cfg)
-    data["job"] = "train_drf"
-    preset = tmp_path / "ddp.yaml"
-    preset.write_text(yaml.safe_dump(data))
-    torchrun = shutil.which("torchrun", path=str(Path(sys.executable).parent)) or "torchrun"
-    env = dict(os.environ, VIDREWARD_NO_PROGRESS="1", PYTHONPATH=str(REPO), OMP_NUM_THREADS="1")
-    proc = subprocess.run(
-        [torchrun, "--standalone", "--nproc_per_node", "2", "-m", "vidreward", "train", "drf", "--config", str(preset)],
-        env=env, capture_output=True, text=True, timeout=360,
-    )
+    preset = write_preset(tiny_config(models, records, tmp_path / "ddp", **{**overrides, "train.batch_size": 1}),
+                          "train_drf", tmp_path / "ddp.yaml")
+    proc = run_vidreward_torchrun(["train", "drf", "--config", str(preset)], nproc=2, timeout=360)
     assert proc.returncode == 0, proc.stderr[-4000:]
     if mode == "ddp_lora":
         assert "all 2 ranks hold identical trainable weights" in proc.stderr

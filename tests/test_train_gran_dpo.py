@@ -16,42 +16,25 @@ import pytest
 import torch
 import yaml
 
-from vidreward.config import ConfigError, from_dict, to_dict
+from tests.gran_dpo_fixtures import LATENT, PAIRS, PROMPTS, tiny_config, write_data
+from vidreward.config import ConfigError, to_dict
 from vidreward.generators.config import GeneratorConfig, LoraConfig
 from vidreward.generators.registry import load_generator
 from vidreward.generators.tiny import build_tiny_wan
 from vidreward.halo.candidate_latents import (
     candidate_latent_path,
     load_candidate_latents,
-    save_candidate_latents,
 )
 from vidreward.halo.grid import patch_mean
 from vidreward.halo.pairs import PreferencePair
 from vidreward.lora import lora_parameters
 from vidreward.train import gran_dpo as gd
 from vidreward.train.checkpoint import list_checkpoints, load_checkpoint
-from vidreward.train.gran_dpo_config import GranDPOConfig
 from vidreward.train.guards import NonFiniteError
 
 REPO = Path(__file__).resolve().parents[1]
-LATENT = (16, 2, 8, 6)  # [C, T', H', W']: 8 rows split 3 ways leave a remainder (2, 2, 4)
 LOG2 = math.log(2.0)
-PROMPTS = {"p0": "a red ball moves left", "p1": "a blue square falls down"}
-
-# Three hand-set pairs. At step 1 the fresh LoRA (B = 0) makes policy == reference, so every DPO logit is 0 and
-# every active term is log 2: video_loss = mean_b(w_V |s_V|) log 2, patch_loss = mean_b(sum_ij |F_ij| w_ij) log 2.
-PAIRS = [
-    dict(prompt_id="p0", winner_id="c0", loser_id="c1", video_sign=1, video_weight=0.5,
-         patch_signs=[[1, -1, 0], [1, 1, 1], [0, 0, -1]],
-         patch_weights=[[1.0, 0.25, 0.0], [0.5, 1.0, 1.0], [0.0, 0.0, 0.75]]),  # sum |F| w = 4.5, sum |F| = 6
-    dict(prompt_id="p0", winner_id="c0", loser_id="c2", video_sign=1, video_weight=1.0,
-         patch_signs=[[1, 1, 1], [1, 1, 1], [1, 1, 1]],
-         patch_weights=[[1.0] * 3] * 3),  # sum |F| w = 9, sum |F| = 9
-    dict(prompt_id="p1", winner_id="c0", loser_id="c1", video_sign=0, video_weight=0.0,  # a video tie
-         patch_signs=[[1, 0, 0], [0, -1, 0], [0, 0, 0]],
-         patch_weights=[[0.5, 0.0, 0.0], [0.0, 1.0, 0.0], [0.0, 0.0, 0.0]]),  # sum |F| w = 1.5, sum |F| = 2
-]
-# (video_loss, patch_loss) of step 1 per ablation, from the numbers above
+# (video_loss, patch_loss) of step 1 per ablation, from the sums noted next to PAIRS (tests/gran_dpo_fixtures.py)
 EXPECTED = {
     "full": ((0.5 + 1.0 + 0.0) / 3 * LOG2, (4.5 + 9 + 1.5) / 3 * LOG2),
     "no_patch": ((0.5 + 1.0 + 0.0) / 3 * LOG2, 0.0),
@@ -60,44 +43,6 @@ EXPECTED = {
 }
 ABLATIONS = {"full": {}, "no_patch": {"loss.use_patch_dpo": False}, "no_video": {"loss.use_video_dpo": False},
              "no_weights": {"loss.use_pair_weights": False}}
-
-
-def write_data(root: Path, pairs=PAIRS, nan_candidates: tuple[tuple[str, str], ...] = ()) -> Path:
-    """Random latents for every candidate (NaN-filled for ``nan_candidates``) and the pairs JSONL."""
-    for prompt_id, prompt in PROMPTS.items():
-        for i in range(3):
-            latents = torch.randn(LATENT, generator=torch.Generator().manual_seed(10 * int(prompt_id[1:]) + i))
-            if (prompt_id, f"c{i}") in nan_candidates:
-                latents = torch.full(LATENT, float("nan"))
-            save_candidate_latents(candidate_latent_path(root / "latents", prompt_id, f"c{i}"), latents, prompt,
-                                   prompt_id, f"c{i}", seed=i)
-    lines = []
-    for p in pairs:
-        margins = [[0.4 * s * w for s, w in zip(rs, rw)] for rs, rw in zip(p["patch_signs"], p["patch_weights"])]
-        pair = PreferencePair(video_reward_winner=3.0, video_reward_loser=3.0 - 0.2 * p["video_sign"],
-                              video_margin=0.2 * p["video_sign"], patch_margins=margins, kept_by=["video"], **p)
-        lines.append(json.dumps(pair.to_dict()))
-    (root / "pairs.jsonl").write_text("\n".join(lines) + "\n")
-    return root / "pairs.jsonl"
-
-
-def tiny_config(wan: Path, pairs: Path, out: Path, **overrides) -> GranDPOConfig:
-    data = {
-        "output_dir": str(out), "seed": 5,
-        "generator": {"family": "wan", "path": str(wan), "max_sequence_length": 16,
-                      "lora": {"rank": 4, "alpha": 4.0, "init_seed": 0}},
-        "data": {"pairs_path": str(pairs), "shuffle": False},
-        "optim": {"lr": 1e-3},
-        "train": {"max_steps": 2, "batch_size": 3, "checkpoint_every": 1, "keep_last": 10},
-        "logging": {"tensorboard": False},
-    }
-    for key, value in overrides.items():
-        node = data
-        *parents, leaf = key.split(".")
-        for part in parents:
-            node = node.setdefault(part, {})
-        node[leaf] = value
-    return from_dict(GranDPOConfig, data)
 
 
 @pytest.fixture(scope="module")

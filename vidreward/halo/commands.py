@@ -7,7 +7,7 @@ The full pipeline (each step resumable; presets under ``configs/halo/``)::
     vidreward halo label-patches  --config configs/halo/label_patches.yaml    # Fig. 9 teacher, 3x3 patches, 1-4
     vidreward train reward-model  --config configs/halo/reward_model_video.yaml / reward_model_patch.yaml
     vidreward halo score          --config configs/halo/score.yaml            # video + 3x3 patch rewards
-    vidreward halo pairs          --scores S.jsonl --output P.jsonl           # median-margin rules
+    vidreward halo pairs          --scores S.jsonl --output P.jsonl [--patch-median per_pair_max|all_patches]
     vidreward train gran-dpo      --config configs/halo/gran_dpo.yaml         # Eqs. 7-9, LoRA
     vidreward halo analyze        --scores S.jsonl [--scores-after S2.jsonl] [--labels name=path ...] --output-dir D
 
@@ -73,7 +73,7 @@ def _run_pairs(args: argparse.Namespace) -> int:
     from vidreward.halo.pairs_stage import run_pairs
 
     try:
-        run_pairs(args.scores, args.output)
+        run_pairs(args.scores, args.output, patch_median=args.patch_median)
     except (FileNotFoundError, ValueError) as err:
         log.error("halo pairs: %s", err)
         return 1
@@ -106,6 +106,7 @@ def _run_analyze(args: argparse.Namespace) -> int:
 def register(subparsers: argparse._SubParsersAction) -> None:
     """Add the ``halo`` subcommands."""
     from vidreward.cli import add_config_arguments
+    from vidreward.halo.pairs import PATCH_MEDIANS
 
     for name, (_, help_text) in CONFIG_COMMANDS.items():
         parser = subparsers.add_parser(name, help=help_text, description=help_text)
@@ -116,6 +117,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                                   description="median-margin Gran-DPO pairs from a scores table (HALO Sec. 3.3)")
     pairs.add_argument("--scores", required=True, help="scores JSONL of `vidreward halo score`")
     pairs.add_argument("--output", required=True, help="pairs JSONL to write (+ .summary.json next to it)")
+    pairs.add_argument("--patch-median", choices=PATCH_MEDIANS, default="per_pair_max",
+                       help="m_P of the patch rule: median of each pair's largest patch margin (default) or of "
+                            "every patch margin (the literal reading; keeps ~all pairs), see vidreward.halo.pairs")
     pairs.set_defaults(func=_run_pairs)
 
     analyze = subparsers.add_parser("analyze", help="Spearman (Table 3), preference consistency (Fig. 4a), "

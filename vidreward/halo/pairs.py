@@ -4,15 +4,34 @@ For each prompt, every unordered pair of its N scored candidates is a *candidate
 
 * video margin ``|v^a - v^b|`` (``v`` = video reward, Eq. 5),
 * patch margins ``|p^a_ij - p^b_ij|`` for every grid cell ``(i, j)``,
-* ``m_V`` = the median of all video margins and ``m_P`` = the median of all patch margins,
+* ``m_V`` = the median of all video margins, and ``m_P`` the patch median (see "Which m_P" below),
 
 a pair is kept when ``|v^a - v^b| > m_V`` **or** ``max_ij |p^a_ij - p^b_ij| > m_P`` (strict ``>``).
 
-Decisions:
+Which m_P (``patch_median``). The paper keeps a pair if "(1) the video reward margin between two videos exceeds
+the statistical median of all pairwise video reward margins m_V. (2) One of the patch reward margins surpasses
+the statistical median of all pairwise patch reward margins m_P."
 
-* **Medians are global**, over every candidate pair of the whole dataset (all prompts), and ``m_P`` over every
-  patch of every candidate pair. The paper says "the statistical median of all pairwise video reward margins";
-  per-prompt medians would keep about half of every prompt's pairs regardless of how distinct its videos are.
+* ``"all_patches"`` (the literal reading): m_P = the median over every patch margin of every candidate pair.
+  Rule (2) then asks whether the *maximum* of h_n * w_n = 9 margins beats the median of single margins. If the 9
+  margins of a pair were independent draws, P(max <= median) = 0.5^9 ~ 0.2%, so the rule keeps ~99.8% of pairs
+  whatever the rewards are: it filters nothing, and rule (1) becomes irrelevant.
+* ``"per_pair_max"`` (default, our decision): m_P = the median over candidate pairs of each pair's *maximum*
+  patch margin ``max_ij |p^a_ij - p^b_ij|``. "One of the patch reward margins" is a statement about a pair, so the
+  pairwise statistic it is compared with is the pair's largest patch margin; m_V is likewise one number per
+  pair. Each rule alone then keeps at most half of the candidate pairs (strict ``>`` of a median), exactly like
+  rule (1), and the union is a real filter (about 1/2 of the pairs when the two rules agree, about 3/4 when
+  they are independent). This is the closest reading to the text under which rule (2) filters at all.
+
+The same m_P normalises the patch weights ``omega_ij = clip(|p^w_ij - p^l_ij| / m_P, 0, 1)`` of Eq. 9, since
+the paper uses one symbol for both. With ``per_pair_max`` this m_P is larger, so fewer patches reach weight 1:
+in a pair kept by rule (2) the largest patch margin does.
+
+Other decisions:
+
+* **Medians are global**, over every candidate pair of the whole dataset (all prompts). The paper says "the
+  statistical median of all pairwise video reward margins"; per-prompt medians would keep about half of every
+  prompt's pairs regardless of how distinct its videos are.
 * **Median** is the statistical one: the mean of the two middle values for an even count (``statistics.median``).
 * **Winner / loser** by video reward. A video tie keeps input order (the candidate listed first is the
   "winner") and records ``video_sign = 0`` so the video DPO term of that pair is zero; it can still be kept for
@@ -29,10 +48,15 @@ import math
 import statistics
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
+from typing import Literal, get_args
 
 import torch
 
 from vidreward.losses.gran_dpo import margin_weight
+
+PatchMedian = Literal["per_pair_max", "all_patches"]
+"""How m_P is taken (module docstring): over each pair's largest patch margin, or over every patch margin."""
+PATCH_MEDIANS: tuple[str, ...] = get_args(PatchMedian)
 
 
 @dataclass
@@ -113,7 +137,10 @@ class PairSet:
     median_video_margin: float
     """``m_V`` over all candidate pairs."""
     median_patch_margin: float
-    """``m_P`` over all patches of all candidate pairs."""
+    """``m_P``: the median of every pair's largest patch margin (``per_pair_max``) or of every patch margin
+    (``all_patches``); it is the threshold of the patch rule and the normaliser of the patch weights."""
+    patch_median: str
+    """Which m_P was used: ``"per_pair_max"`` or ``"all_patches"``."""
     num_candidate_pairs: int
     """Pairs considered (sum over prompts of N choose 2)."""
     num_kept_by_video: int
@@ -154,8 +181,14 @@ def _validate(candidates: Sequence[CandidateScores]) -> tuple[int, int]:
     return grid
 
 
-def build_pairs(candidates: Sequence[CandidateScores]) -> PairSet:
-    """Build Gran-DPO pairs from scored candidates with the median-margin rules (see module docstring)."""
+def build_pairs(candidates: Sequence[CandidateScores], patch_median: PatchMedian = "per_pair_max") -> PairSet:
+    """Build Gran-DPO pairs from scored candidates with the median-margin rules (see module docstring).
+
+    ``patch_median`` picks m_P: ``"per_pair_max"`` (default) = median over pairs of ``max_ij |p^a_ij - p^b_ij|``;
+    ``"all_patches"`` = median over every ``|p^a_ij - p^b_ij|`` of every pair (keeps nearly every pair).
+    """
+    if patch_median not in PATCH_MEDIANS:
+        raise ValueError(f"patch_median must be one of {list(PATCH_MEDIANS)}, got {patch_median!r}")
     _validate(candidates)
     by_prompt: dict[str, list[CandidateScores]] = {}
     for cand in candidates:
@@ -170,16 +203,20 @@ def build_pairs(candidates: Sequence[CandidateScores]) -> PairSet:
     patch_tensor = {id(c): torch.tensor(c.patch_rewards, dtype=torch.float64) for c in candidates}
     video_margins = [abs(a.video_reward - b.video_reward) for a, b in unordered]
     patch_margins = [(patch_tensor[id(a)] - patch_tensor[id(b)]).abs() for a, b in unordered]  # [h_n, w_n]
+    max_patch_margins = [float(m.max()) for m in patch_margins]
     m_video = float(statistics.median(video_margins))
-    m_patch = float(statistics.median(torch.stack(patch_margins).flatten().tolist()))
+    if patch_median == "per_pair_max":
+        m_patch = float(statistics.median(max_patch_margins))
+    else:
+        m_patch = float(statistics.median(torch.stack(patch_margins).flatten().tolist()))
 
     kept: list[PreferencePair] = []
     by_video = patch_only = 0
-    for (a, b), v_margin, p_margin in zip(unordered, video_margins, patch_margins):
+    for (a, b), v_margin, p_max in zip(unordered, video_margins, max_patch_margins):
         rules = []
         if v_margin > m_video:
             rules.append("video")
-        if bool((p_margin > m_patch).any()):
+        if p_max > m_patch:  # some patch margin > m_P
             rules.append("patch")
         if not rules:
             continue
@@ -207,6 +244,7 @@ def build_pairs(candidates: Sequence[CandidateScores]) -> PairSet:
         pairs=kept,
         median_video_margin=m_video,
         median_patch_margin=m_patch,
+        patch_median=patch_median,
         num_candidate_pairs=len(unordered),
         num_kept_by_video=by_video,
         num_kept_by_patch_only=patch_only,

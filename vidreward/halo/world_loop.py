@@ -175,7 +175,7 @@ def run_world_gran_dpo(cfg: WorldGranDPOConfig) -> dict[str, Any]:
                                 scorer=cfg.scorer, video_model=str(video_rm), patch_model=str(patch_rm),
                                 grid=list(cfg.grid), num_frames=cfg.reward_models.num_frames)
     stage("score", lambda: run_score(score_cfg))
-    pairs = stage("pairs", lambda: run_pairs(data / "scores.jsonl", data / "pairs.jsonl"))
+    pairs = stage("pairs", lambda: run_pairs(data / "scores.jsonl", data / "pairs.jsonl", cfg.patch_median))
     if (out / "eval_before.json").is_file():
         before = json.loads((out / "eval_before.json").read_text())
     else:

@@ -99,6 +99,9 @@ class WorldGranDPOConfig:
     """the video and patch reward models"""
     grid: list[int] = dataclasses.field(default_factory=lambda: [3, 3])
     """[h_n, w_n] of patch labels, patch rewards and the Gran-DPO latent grid"""
+    patch_median: Literal["per_pair_max", "all_patches"] = "per_pair_max"
+    """m_P of the pair rule (HALO Sec. 3.3): median of each pair's largest patch margin, or of every patch margin
+    (the literal reading, which keeps ~all pairs); see :mod:`vidreward.halo.pairs`"""
     loss: GranDPOLossConfig = dataclasses.field(default_factory=GranDPOLossConfig)
     """Gran-DPO objective and ablations (loss.grid is set to ``grid``)"""
     optim: OptimConfig = dataclasses.field(default_factory=lambda: OptimConfig(lr=1e-4))
