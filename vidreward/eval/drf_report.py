@@ -152,8 +152,15 @@ def write_report(out_dir: Path, before: dict[str, Any], after: dict[str, Any], a
              f"{summary.get('skipped_nonfinite')}", "", "| score | before | after |", "|---|---|---|"]
     for name in ("oracle", "critic"):
         b, a = before.get(name) or {}, after.get(name) or {}
-        for key in [k for k in b if isinstance(b[k], (int, float))]:
+        for key in [k for k in b if isinstance(b[k], float)]:
             lines.append(f"| {name} {key} | {b[key]:.3f} | {a.get(key, float('nan')):.3f} |")
+        for facet, value in (b.get("facets") or {}).items():
+            if value is not None:
+                lines.append(f"| {name} TA {facet} | {value:.3f} | {a['facets'][facet]:.3f} |")
+    if before.get("oracle"):
+        lines += ["", f"Oracle: {before['oracle']['count']} held-out videos (same prompts and seeds before and after)."]
+    if summary.get("world_data"):
+        lines += ["", "World records: " + ", ".join(f"{k} {v}" for k, v in summary["world_data"].items())]
     lines += ["", f"![loss curves]({assets['curves']})", "",
               f"Before: ![before]({assets['gif_before']})  After: ![after]({assets['gif_after']})", ""]
     lines += [f"![heatmap]({p})" for p in assets.get("heatmaps", [])]

@@ -63,6 +63,7 @@ from vidreward.train.loop import (
 )
 from vidreward.train.metrics import MetricWriter
 from vidreward.video_io import read_video_frames, subsample_frames, write_video
+from vidreward.world.drf_data import prepare_world_data
 
 log = get_logger(__name__)
 
@@ -139,12 +140,15 @@ def write_validation_samples(cfg: DRFConfig, gen, out_dir: Path) -> list[Path]:
 # ---- the run ---------------------------------------------------------------------------------------------
 def train(cfg: DRFConfig) -> dict[str, Any]:
     """Run DRF training; return a summary (final step, skipped steps, last metrics, output paths)."""
+    if cfg.threads:
+        torch.set_num_threads(cfg.threads)
     info = init_distributed(cfg.generator.device)
     out = Path(cfg.output_dir)
     ckpt_dir = out / "checkpoints"
     if info.is_main:
         out.mkdir(parents=True, exist_ok=True)
         (out / "config.json").write_text(json.dumps(to_dict(cfg), indent=2))
+    world_data = prepare_world_data(cfg, info) if cfg.data.source == "world" else None
 
     # models: the DiT trains; VAE, text encoder and critic are frozen
     gen_cfg = cfg.generator
@@ -261,6 +265,8 @@ def train(cfg: DRFConfig) -> dict[str, Any]:
             assert_ranks_in_sync(list(params.values()), info)
         summary = {"step": state.step, "skipped_nonfinite": state.skipped_nonfinite, "metrics": last_metrics,
                    "output_dir": str(out), "final": str(out / "final")}
+        if world_data is not None:
+            summary["world_data"] = world_data
         final_weights = full_weights(params) if sharded else None  # collective under FSDP2
         if info.is_main:
             export_weights(cfg, gen, out / "final", final_weights)

@@ -17,10 +17,21 @@ def _drf_sampling() -> SamplingConfig:
 
 @dataclasses.dataclass
 class DRFDataConfig:
-    """Training prompts: a JSONL of annotation records (see ``vidreward.annotate.records``)."""
+    """Training prompts: a JSONL of annotation records (see ``vidreward.annotate.records``) or the built-in world."""
 
+    source: Literal["jsonl", "world"] = "jsonl"
+    """'jsonl' reads ``path``; 'world' builds the world's records on first use (``vidreward.world.drf_data``)"""
     path: str = "data/records.jsonl"
     """JSONL with one record per line: caption, optional video (reference), decomposition, queries"""
+    world_train_prompts: int = 64
+    """source 'world': train-split prompts annotated (rendered reference + critic reference answers)"""
+    world_records_dir: str = ""
+    """source 'world': directory of the (resumable) world records; '' = ``<output_dir>/world_records``"""
+    world_min_records: int = 1
+    """source 'world': fewest all-favourable critic records accepted before ``world_fallback`` applies"""
+    world_fallback: Literal["labels", "error"] = "labels"
+    """source 'world', too few critic records: 'labels' fills the rejected prompts with the world's construction
+    labels (the favourable answers of their clean reference renders); 'error' stops with the counts"""
     video_root: str | None = None
     """directory that relative ``video`` paths are resolved against; None = the JSONL's directory"""
     shuffle: bool = True
@@ -92,7 +103,8 @@ class DRFReportConfig:
     enabled: bool = False
     """evaluate before and after training and write the report (rank 0)"""
     eval_records: str = ""
-    """JSONL of held-out records (caption, decomposition or queries, optional reference video)"""
+    """JSONL of held-out records (caption, decomposition or queries, optional reference video); with
+    data.source 'world', '' = the world's held-out split"""
     num_prompts: int = 16
     """held-out prompts evaluated (the first N records)"""
     seeds: list[int] = dataclasses.field(default_factory=lambda: [0])
@@ -111,6 +123,8 @@ class DRFConfig:
     """run directory: checkpoints, metrics.jsonl, tensorboard, samples, final weights"""
     seed: int = 0
     """seeds the data order and every sample's initial noise"""
+    threads: int | None = None
+    """torch CPU threads (``torch.set_num_threads``); None = torch's default"""
     generator: GeneratorConfig = dataclasses.field(default_factory=GeneratorConfig)
     """the base video model (its DiT is trained; VAE and text encoder stay frozen)"""
     sampling: SamplingConfig = dataclasses.field(default_factory=_drf_sampling)
@@ -139,5 +153,7 @@ class DRFConfig:
             raise ValueError("sampling.grad_steps (K) must be >= 1 for DRF training")
         if self.reward.num_frames < 1:
             raise ValueError("reward.num_frames (N_f) must be >= 1")
-        if self.report.enabled and not self.report.eval_records:
+        if self.report.enabled and not self.report.eval_records and self.data.source != "world":
             raise ValueError("report.enabled needs report.eval_records (a JSONL of held-out records)")
+        if self.data.world_train_prompts < 1:
+            raise ValueError("data.world_train_prompts must be >= 1")
