@@ -26,9 +26,12 @@ def _build_generator(args: argparse.Namespace) -> int:
     cfg.ignore_vae_gate = args.ignore_vae_gate
     if args.vae_only:
         cfg.stages = ("vae",)
+    if args.vae_decoder_only:
+        cfg.stages = ("vae_decoder",)
+        cfg.vae_decoder.minutes = args.vae_decoder_minutes
     report = build_generator(cfg)
     log.info("build status: %s", report.get("status"))
-    return 0 if report.get("status") in ("done", "vae_only") else 1
+    return 0 if report.get("status") in ("done", "vae_only", "exported_gate_passed") else 1
 
 
 #: build target -> function(args) -> exit code
@@ -57,6 +60,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     build.add_argument("--vae-steps", type=int, default=0, help="step budget of the VAE stage (0 = recipe default)")
     build.add_argument("--dit-minutes", type=float, default=25.0, help="wall-clock cap of the DiT stage")
     build.add_argument("--vae-only", action="store_true", help="stop after the VAE stage")
+    build.add_argument("--vae-decoder-only", action="store_true",
+                       help="only fine-tune the decoder of the VAE in --out (encoder frozen, DiT stays valid) and "
+                            "replace <out>/vae when the gate passes (stage vae_decoder)")
+    build.add_argument("--vae-decoder-minutes", type=float, default=40.0,
+                       help="wall-clock cap of the vae_decoder stage")
     build.add_argument("--ignore-vae-gate", action="store_true",
                        help="train the DiT even if the VAE gate failed (recorded in the report; for deadlines only)")
     build.set_defaults(func=_run_build)

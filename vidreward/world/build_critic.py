@@ -4,11 +4,12 @@ Stages (as real VLMs are built; see ../shared/notes/world-probe.md for why a one
 
 0. tokenizer + model: a BPE tokenizer trained on the world's text, a fresh `Qwen2_5_VLForConditionalGeneration`
    (:mod:`vidreward.world.critic_model`).
-1. vision: the vision tower alone with attribute heads on its merged tokens (:mod:`critic_vision`), until the
-   held-out head accuracy reaches ``vision_target`` (or ``vision_steps``).
+1. align: the vision tower (and the attribute words' embeddings) alone, trained so that every merged visual token
+   scores the words that describe its region through the language model's own word embeddings
+   (:mod:`critic_align`), for ``align_steps``.
 2. caption: the vision tower frozen; dense LM loss over captions and facet descriptions of the videos.
 3. instruct: the Figs. 15-17 questions and the Vanilla question with JSON answers, one unit at a time: each
-   curriculum phase adds one unit (a TA facet, then VQ, Phy, Vanilla), half the batch from the new unit, and
+   curriculum phase adds one unit (:data:`critic_curriculum.CURRICULUM`), half the batch from the new unit, and
    moves on when the new unit's running decision accuracy reaches ``phase_target`` (or after
    ``phase_max_steps``); then a mixed phase. Examples come in Yes/No pairs on the same scene; TA questions are
    partly asked in a short warm-up form (``short_question_share``); the decision tokens weigh
@@ -42,6 +43,13 @@ from vidreward.train.checkpoint import (
     save_checkpoint,
 )
 from vidreward.world import critic_data as cd
+from vidreward.world.critic_align import (
+    WordAlignment,
+    align_accuracy,
+    align_loss,
+    align_sample,
+    concept_token_ids,
+)
 from vidreward.world.critic_batch import (
     check_same_path,
     decisions,
@@ -59,7 +67,6 @@ from vidreward.world.critic_curriculum import (
     train_scene,
 )
 from vidreward.world.critic_model import CriticArch, build_critic_model, export_critic, train_tokenizer
-from vidreward.world.critic_vision import AttributeHeads, vision_loss, vision_sample
 from vidreward.world.render import RenderConfig
 
 logger = get_logger(__name__)
@@ -82,12 +89,14 @@ class CriticBuildConfig:
     """model sizes"""
     batch_size: int = 32
     """examples per step"""
-    vision_steps: int = 450
-    """stage (i) step limit"""
-    vision_lr: float = 2e-3
-    """stage (i) learning rate"""
-    vision_target: float = 0.95
-    """stage (i) stops when every head group reaches this held-out accuracy"""
+    align_steps: int = 2500
+    """stage (i) steps"""
+    align_batch_size: int = 16
+    """stage (i) videos per step"""
+    align_lr: float = 2e-3
+    """stage (i) learning rate (vision tower, attribute-word embeddings, word-score biases)"""
+    align_group_weight: float = 1.0
+    """stage (i) weight of the per-group (colour / shape / size) cross-entropy on object tokens"""
     caption_steps: int = 150
     """stage (ii) steps"""
     caption_lr: float = 1e-3
@@ -97,6 +106,8 @@ class CriticBuildConfig:
     short_question_share: float = 0.5
     """stage (iii): share of TA examples asked with the short warm-up question during the curriculum phases
     (a quarter of it in the mixed phase); held-out evaluation always uses the Fig. 15 template"""
+    format_share: float = 0.1
+    """stage (iii): share of curriculum-phase examples drawn from any unit (every answer format from the start)"""
     decision_weight: float = 20.0
     """stage (ii)/(iii) loss weight of each Yes/No decision token (other answer tokens weigh 1)"""
     instruct_vision_lr: float = 3e-4
@@ -113,7 +124,7 @@ class CriticBuildConfig:
     """stage (iii): steps between held-out evaluations (and checkpoints)"""
     held_out_per_dimension: int = 48
     """held-out examples per dimension (balanced Yes/No)"""
-    deadline_minutes: float = 75.0
+    deadline_minutes: float = 65.0
     """stop stage (iii) after this many wall-clock minutes of this run (0: no limit)"""
 
 
@@ -121,9 +132,9 @@ def _rng(cfg: CriticBuildConfig, *parts) -> random.Random:
     return random.Random("-".join(map(str, ("critic-build", cfg.seed, *parts))))
 
 
-def _trainable_state(model, heads) -> dict[str, torch.Tensor]:
+def _trainable_state(model, align) -> dict[str, torch.Tensor]:
     state = {k: v for k, v in model.state_dict().items() if k != "lm_head.weight"}  # tied to the embeddings
-    state.update({f"heads.{k}": v for k, v in heads.state_dict().items()})
+    state.update({f"align.{k}": v for k, v in align.state_dict().items()})
     return state
 
 
@@ -142,16 +153,16 @@ def run_build(cfg: CriticBuildConfig) -> dict:
         logger.info("stage 0: tokenizer (%d tokens) + model built in %.1fs", len(tokenizer), time.time() - t0)
     critic = VLMCritic.from_pretrained(init_dir)
     model = critic.model
-    heads = AttributeHeads(cfg.arch.text_hidden)
+    align = WordAlignment(concept_token_ids(critic.tokenizer))
     held = cd.held_out_examples(cfg.held_out_per_dimension, rcfg)
-    state = TrainState(extra={"stage": "vision", "stage_step": 0, "phase": 0, "recent": [], "minutes": {},
+    state = TrainState(extra={"stage": "align", "stage_step": 0, "phase": 0, "recent": [], "minutes": {},
                               "best": -1.0, "history": []})
     opt_state = None
     found = resolve_resume("auto", ckpt_dir)
     if found is not None:
         ck = load_checkpoint(found)
-        model.load_state_dict({k: v for k, v in ck.trainable.items() if not k.startswith("heads.")}, strict=False)
-        heads.load_state_dict({k[6:]: v for k, v in ck.trainable.items() if k.startswith("heads.")})
+        model.load_state_dict({k: v for k, v in ck.trainable.items() if not k.startswith("align.")}, strict=False)
+        align.load_state_dict({k[6:]: v for k, v in ck.trainable.items() if k.startswith("align.")})
         model.tie_weights()
         state, opt_state = ck.state, ck.optimizer
         restore_rng_state(ck.rng)
@@ -161,39 +172,34 @@ def run_build(cfg: CriticBuildConfig) -> dict:
     def checkpoint(optimizer):
         ex["minutes"][ex["stage"]] = ex["minutes"].get(ex["stage"], 0.0) + (time.time() - mark[0]) / 60
         mark[0] = time.time()
-        save_checkpoint(ckpt_dir, state, _trainable_state(model, heads), optimizer, keep_last=2)
+        save_checkpoint(ckpt_dir, state, _trainable_state(model, align), optimizer, keep_last=2)
 
     mark = [time.time()]
-    # ---- stage (i): vision tower + attribute heads ------------------------------------------------------------
-    if ex["stage"] == "vision":
-        params = list(model.model.visual.parameters()) + list(heads.parameters())
+    # ---- stage (i): word-aligned visual tokens ------------------------------------------------------------------
+    if ex["stage"] == "align":
+        embeddings = model.get_input_embeddings().weight
+        params = list(model.model.visual.parameters()) + [embeddings] + list(align.parameters())
         for p in params:
             p.requires_grad_(True)
-        optimizer = torch.optim.AdamW(params, lr=cfg.vision_lr, weight_decay=0.01)
+        optimizer = torch.optim.AdamW(params, lr=cfg.align_lr, weight_decay=0.0)
         if opt_state is not None:
             optimizer.load_state_dict(opt_state)
-        val = [vision_sample(90_000_000 + 1000 * i, rcfg, "heldout") for i in range(128)]
-        while ex["stage_step"] < cfg.vision_steps:
-            rng = _rng(cfg, "vision", ex["stage_step"])
-            samples = [vision_sample(rng.randrange(40_000_000), rcfg) for _ in range(cfg.batch_size)]
-            nf = [rng.choice(N_FRAMES_CHOICES) for _ in samples]
-            loss, stats = vision_loss(model, heads, critic.encoder, [s[0] for s in samples],
-                                      [s[1] for s in samples], nf, critic.fps)
+        val = [align_sample(90_000_000 + 1000 * i, rcfg, 10, "heldout") for i in range(64)]
+        while ex["stage_step"] < cfg.align_steps:
+            rng = _rng(cfg, "align", ex["stage_step"])
+            nf = [rng.choice(N_FRAMES_CHOICES) for _ in range(cfg.align_batch_size)]
+            samples = [align_sample(rng.randrange(40_000_000), rcfg, n) for n in nf]
+            loss, _ = align_loss(model, align, critic.encoder, [s[0] for s in samples], [s[1] for s in samples], nf,
+                                 critic.fps, cfg.align_group_weight)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
             ex["stage_step"] += 1
             state.step += 1
-            if ex["stage_step"] % 50 == 0:
-                with torch.no_grad():
-                    _, vstats = vision_loss(model, heads, critic.encoder, [v[0] for v in val], [v[1] for v in val],
-                                            [10] * len(val), critic.fps)
-                acc = {k: round(c / n, 3) for k, (c, n) in vstats.items()}
-                ex["vision_acc"] = acc
-                logger.info("stage 1 step %d loss %.3f held-out %s", ex["stage_step"], loss.item(), acc)
+            if ex["stage_step"] % 250 == 0 or ex["stage_step"] == cfg.align_steps:
+                ex["vision_acc"] = align_accuracy(model, align, critic.encoder, val, critic.fps)
+                logger.info("stage 1 step %d loss %.3f held-out %s", ex["stage_step"], loss.item(), ex["vision_acc"])
                 checkpoint(optimizer)
-                if min(acc.values()) >= cfg.vision_target:
-                    break
         ex.update(stage="caption", stage_step=0)
         opt_state = None
         checkpoint(None)
@@ -257,7 +263,8 @@ def run_build(cfg: CriticBuildConfig) -> dict:
     total = len(CURRICULUM) + 1
     while ex["stage"] == "instruct":
         step, phase = ex["stage_step"], ex["phase"]
-        pairs = [curriculum_example(_rng(cfg, "instruct", step, i // 2), i, phase, cfg.short_question_share, rcfg) for i in range(cfg.batch_size)]
+        pairs = [curriculum_example(_rng(cfg, "instruct", step, i // 2), i, phase, cfg.short_question_share, rcfg,
+                                    cfg.format_share) for i in range(cfg.batch_size)]
         loss, preds = text_step([p[0] for p in pairs], [p[1] for p in pairs])
         ex["phase_step"] += 1
         unit = CURRICULUM[phase] if phase < len(CURRICULUM) else None
@@ -289,7 +296,7 @@ def run_build(cfg: CriticBuildConfig) -> dict:
             checkpoint(optimizer)
             if finished or out_of_time:
                 ex["stage"] = "done"
-                save_checkpoint(ckpt_dir, state, _trainable_state(model, heads), optimizer, keep_last=2)
+                save_checkpoint(ckpt_dir, state, _trainable_state(model, align), optimizer, keep_last=2)
     info = _info(cfg, ex)
     logger.info("critic build done: %s", json.dumps(info))
     return info

@@ -16,6 +16,10 @@ Stages (each resumable from ``<work_dir>/<stage>/``, each with a ``--minutes`` c
 The result is written as a diffusers ``WanPipeline`` directory (``model_index.json``, ``vae/``,
 ``transformer/``, ``text_encoder/``, ``tokenizer/``, ``scheduler/``; safetensors) to ``--out`` (default: the
 package's ``vidreward/world/assets/generator``), plus ``build_report.json`` with every measured number.
+
+Follow-up stage ``vae_decoder`` (:mod:`.build_vae_decoder`; ``--vae-decoder-only``, i.e. ``stages=("vae_decoder",)``):
+fine-tunes only the decoder of the VAE already in ``--out`` (encoder frozen, so the DiT's latents stay valid) and
+replaces only ``<out>/vae`` when its gate passes; it runs alone and skips the stages above.
 """
 
 from __future__ import annotations
@@ -30,6 +34,7 @@ import torch
 from vidreward.log import get_logger
 from vidreward.world.build_dit import DitStageConfig
 from vidreward.world.build_vae import VaeStageConfig, train_vae
+from vidreward.world.build_vae_decoder import DecoderStageConfig, run_decoder_stage
 from vidreward.world.render import RenderConfig
 from vidreward.world.splits import world_prompts
 
@@ -59,12 +64,14 @@ class BuildConfig:
     """the VAE stage"""
     dit: DitStageConfig = dataclasses.field(default_factory=DitStageConfig)
     """the text and DiT stages"""
+    vae_decoder: DecoderStageConfig = dataclasses.field(default_factory=DecoderStageConfig)
+    """the decoder-only fine-tuning stage (runs only when ``stages`` names ``vae_decoder``)"""
     bench_prompts: int = 64
     """held-out prompts of the final oracle bench of the shipped generator"""
     ignore_vae_gate: bool = False
     """go on to the DiT although the VAE gate failed (only to meet a deadline; recorded in the report)"""
     stages: tuple[str, ...] = ("vae", "text", "dit", "export")
-    """stages to run (finished ones are skipped anyway)"""
+    """stages to run (finished ones are skipped anyway); ``("vae_decoder",)`` runs the decoder fine-tuning alone"""
 
 
 def build_generator(cfg: BuildConfig) -> dict:
@@ -76,6 +83,14 @@ def build_generator(cfg: BuildConfig) -> dict:
     train = world_prompts("train", cfg.vae.train_prompts, num_frames=cfg.num_frames)
     heldout = world_prompts("heldout", cfg.vae.eval_videos, num_frames=cfg.num_frames)
     report: dict = {"config": dataclasses.asdict(cfg)}
+    if "vae_decoder" in cfg.stages:
+        heldout = world_prompts("heldout", cfg.vae_decoder.eval_videos, num_frames=cfg.num_frames)
+        train = world_prompts("train", cfg.vae_decoder.train_prompts, num_frames=cfg.num_frames)
+        report["vae_decoder"] = run_decoder_stage(cfg.vae_decoder, render_cfg, cfg.out_dir, work, train, heldout,
+                                                  cfg.seed)
+        report["status"] = report["vae_decoder"]["status"]
+        _write_report(work, report)
+        return report
     t0 = time.monotonic()
     vae, vae_record = train_vae(cfg.vae, render_cfg, work / "vae", train, heldout, cfg.seed)
     report["vae"] = {k: v for k, v in vae_record.items() if k != "history"}

@@ -2,7 +2,9 @@
 
 Units are TA facets (one Fig. 15 question per facet), then the reference-guided VQ (Fig. 17) and Phy (Fig. 16)
 queries, then Vanilla. Curriculum phase k trains unit k on half of the batch and replays units < k on the other
-half; after the last unit, every dimension is drawn uniformly. 6% of the examples are caption replays.
+half; after the last unit, every dimension is drawn uniformly. 6% of the examples are caption replays, and a
+``format_share`` of the curriculum-phase examples come from any unit (so every answer format, e.g. the Phy / VQ
+JSON, is learnt from the start even when a deadline ends the curriculum early).
 Examples 2j and 2j+1 of a step share scene, unit and N_f and have opposite labels (Yes, No), so only the video
 tells them apart. Training scenes come from the world's train split only.
 """
@@ -16,9 +18,10 @@ from vidreward.world.render import RenderConfig
 from vidreward.world.scene import SceneSpec, sample_scene
 from vidreward.world.splits import split_of
 
-#: TA facet by facet (easiest first), then the reference-guided VQ and Phy, then Vanilla
-CURRICULUM: tuple[str, ...] = ("Environment", "Lighting", "Color Requirement", "Object(s)",
-                               "Object Location / Spatial Distribution", "Objects' Motion", "vq", "phy", "vanilla")
+#: the facets the aligned visual tokens carry (scene words, colour, shape / size), the reference-guided VQ, Vanilla,
+#: then what needs positions over time (location, motion, physics), which only the language model's M-RoPE holds
+CURRICULUM: tuple[str, ...] = ("Environment", "Lighting", "Color Requirement", "Object(s)", "vq", "vanilla",
+                               "Object Location / Spatial Distribution", "Objects' Motion", "phy")
 #: from this curriculum phase on, stage (iii) also tunes the vision tower (image-quality and physics defects)
 VISION_TUNING_PHASE = CURRICULUM.index("vq")
 N_FRAMES_CHOICES: tuple[int, ...] = (10, 10, 10, 8, 6, 4)
@@ -34,7 +37,7 @@ def train_scene(rng: random.Random, num_frames: int) -> tuple[int, SceneSpec]:
 
 
 def curriculum_example(rng: random.Random, i: int, phase: int, short_share: float,
-                       rcfg: RenderConfig) -> tuple[cd.CriticExample, int]:
+                       rcfg: RenderConfig, format_share: float = 0.0) -> tuple[cd.CriticExample, int]:
     """(example, N_f) number ``i`` of a step; ``rng`` is the step's generator for the pair ``i // 2``.
 
     ``short_share``: share of TA questions asked in the short warm-up form during the curriculum phases (a
@@ -44,7 +47,9 @@ def curriculum_example(rng: random.Random, i: int, phase: int, short_share: floa
     n = rng.choice(N_FRAMES_CHOICES)
     if rng.random() < 0.06:
         return cd.make_example(spec, "caption", None, seed + i % 2, rcfg, n), n
-    if phase < len(CURRICULUM):
+    if phase < len(CURRICULUM) and rng.random() < format_share:
+        unit = rng.choice(CURRICULUM)
+    elif phase < len(CURRICULUM):
         unit = CURRICULUM[phase] if (phase == 0 or rng.random() < 0.5) else rng.choice(CURRICULUM[:phase])
     else:
         dim = rng.choice(cd.DIMENSIONS)

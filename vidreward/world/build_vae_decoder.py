@@ -1,0 +1,282 @@
+"""Build stage ``vae_decoder``: fine-tune only the decoder of the shipped world VAE, the encoder frozen.
+
+Why the decoder alone: the shipped DiT was trained on the encoder's posterior-mean latents, normalised with the
+VAE config's ``latents_mean`` / ``latents_std``. Freezing ``encoder`` and ``quant_conv`` keeps every latent,
+both statistics and so the trained DiT valid, while the decoder (``post_quant_conv`` + ``decoder``) learns to
+render those latents back sharply. The stage asserts the encoder is bit-exact before it exports.
+
+Loss (reused from :mod:`.build_vae`, never duplicated): the foreground-weighted reconstruction of the decoder's
+**unclamped** output, objects and a ``ring_px`` ring around them weighted ``fg_weight``, plus the edge term
+(image-gradient L1, ``edge_weight``) that fights the blur the oracle's VQ check catches:
+
+    L = sum_p w_p (|x_p - x^_p| + l2 (x_p - x^_p)^2) / sum_p w_p
+        + edge_weight * sum_d sum_p w_p |D_d (x^ - x)|_p / sum_p w_p
+
+Latent noise (robustness to DiT-generated latents): each training video's latent is decoded as
+``z + s * latents_std * eps`` with ``eps ~ N(0, I)`` and ``s ~ U(0, latent_noise_max)`` per video, i.e. noise of
+std ``s`` in the DiT's normalised latent space. Held-out foreground PSNR is also measured at
+``s = latent_noise_max`` (``noisy_fg_psnr``) before and after, to see what the noise bought.
+
+Data: whole 9-frame, full 64 x 64 train-split renders (the DiT's latents are whole frames, so the decoder
+learns exactly the distribution it decodes at sampling time); step s draws its batch with
+``numpy.random.default_rng([seed, s])``, so a killed run resumes identically from ``<work_dir>/vae_decoder/``.
+Held-out renders are only evaluated (:func:`.build_vae.evaluate_vae`, same prompts as the VAE stage).
+
+Run it as ``vidreward world build generator --vae-decoder-only [--vae-decoder-minutes M]``: it reads the
+shipped ``vae/`` of ``--out`` (default: the package's generator), and when the gate passes (or, failing that,
+when every held-out metric improved) it atomically replaces only ``<out>/vae`` and records a ``vae_decoder``
+section in ``<out>/build_report.json``; the DiT, text encoder and tokenizer files are left untouched.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import shutil
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from vidreward.log import get_logger
+from vidreward.world.build_vae import (
+    decode_unclamped,
+    dilate,
+    encode_mean,
+    evaluate_vae,
+    gate_passed,
+    psnr,
+    reconstruction_loss,
+    render_with_masks,
+)
+from vidreward.world.render import RenderConfig
+from vidreward.world.splits import WorldPrompt
+
+log = get_logger(__name__)
+
+#: sub-modules that stay frozen (they define the latents the DiT was trained on)
+FROZEN_MODULES: tuple[str, ...] = ("encoder", "quant_conv")
+#: sub-modules that are fine-tuned
+TRAINED_MODULES: tuple[str, ...] = ("post_quant_conv", "decoder")
+#: held-out metrics that must all improve to keep a decoder that misses the gate
+IMPROVE_KEYS: tuple[str, ...] = ("psnr", "fg_psnr", "oracle_confirm", "oracle_ta", "oracle_phy", "oracle_vq")
+
+
+@dataclasses.dataclass
+class DecoderStageConfig:
+    """Optimisation, loss and gate of the decoder-only fine-tuning stage."""
+
+    batch_size: int = 8
+    """whole videos per optimiser step"""
+    lr: float = 5e-4
+    """peak AdamW learning rate (linear warm-up, then cosine to lr_final_frac * lr)"""
+    lr_final_frac: float = 0.05
+    """final learning rate as a fraction of lr"""
+    warmup_steps: int = 50
+    """linear warm-up steps"""
+    max_steps: int = 1500
+    """step budget (the cosine spans it; the minutes cap may stop earlier and then drives the schedule)"""
+    minutes: float = 40.0
+    """wall-clock cap of the stage in minutes (evaluation time excluded)"""
+    fg_weight: float = 10.0
+    """loss weight of object (and ring) pixels relative to background pixels"""
+    l2_weight: float = 0.5
+    """weight of the squared error next to the absolute error"""
+    edge_weight: float = 1.0
+    """weight of the image-gradient L1 (sharpness) term"""
+    ring_px: int = 2
+    """width of the ring around each object weighted like the object (edges and halos)"""
+    latent_noise_max: float = 0.1
+    """max std of the Gaussian noise added to a training latent, in normalised latent units (0 = clean latents)"""
+    eval_every: int = 100
+    """steps between held-out evaluations (which stop the stage once target_fg_psnr and the gate are met)"""
+    checkpoint_every: int = 25
+    """steps between atomic training checkpoints"""
+    eval_videos: int = 48
+    """held-out renders per evaluation (the first ones of the held-out split, as in the VAE stage)"""
+    train_prompts: int = 6000
+    """size of the pool of train-split scenes the batches are drawn from"""
+    min_fg_psnr: float = 25.0
+    """gate: held-out foreground PSNR (dB)"""
+    min_oracle_confirm: float = 0.9
+    """gate: share of held-out reconstructions the oracle confirms (TA = 1)"""
+    target_fg_psnr: float = 27.0
+    """stop early once held-out foreground PSNR reaches this and the gate passes"""
+
+
+def load_decoder_trainable_vae(vae_dir: str | Path):
+    """``AutoencoderKLWan`` from ``vae_dir`` with only :data:`TRAINED_MODULES` requiring grad."""
+    from diffusers import AutoencoderKLWan
+
+    vae = AutoencoderKLWan.from_pretrained(str(vae_dir))
+    vae.requires_grad_(False)
+    for name in TRAINED_MODULES:
+        getattr(vae, name).requires_grad_(True)
+    return vae
+
+
+def frozen_state(vae) -> dict[str, torch.Tensor]:
+    """Copies of the weights of :data:`FROZEN_MODULES` (to prove later that they did not change)."""
+    return {f"{m}.{k}": v.detach().clone() for m in FROZEN_MODULES for k, v in getattr(vae, m).state_dict().items()}
+
+
+def assert_frozen_unchanged(vae, reference: dict[str, torch.Tensor]) -> None:
+    """Raise if any encoder / quant_conv weight differs bit-wise from ``reference``."""
+    now = frozen_state(vae)
+    changed = [k for k in reference if not torch.equal(now[k], reference[k])]
+    if changed or now.keys() != reference.keys():
+        raise RuntimeError(f"vae_decoder: frozen encoder weights changed ({changed[:5]}); the DiT's latents would no "
+                           "longer match — delete the stage directory and rerun")
+
+
+def noisy_latent(vae, z: torch.Tensor, noise_max: float, rng: np.random.Generator) -> torch.Tensor:
+    """``z [B, C, F', H', W']`` plus per-video noise of std ``U(0, noise_max)`` in normalised latent units."""
+    if noise_max <= 0:
+        return z
+    std = torch.tensor(vae.config.latents_std, dtype=z.dtype).view(1, -1, 1, 1, 1)  # [1, C, 1, 1, 1]
+    scale = torch.from_numpy(rng.uniform(0, noise_max, z.shape[0])).to(z.dtype).view(-1, 1, 1, 1, 1)
+    eps = torch.from_numpy(rng.standard_normal(z.shape)).to(z.dtype)
+    return z + scale * std * eps
+
+
+def noisy_fg_psnr(vae, prompts: list[WorldPrompt], render_cfg: RenderConfig, noise: float, seed: int = 0) -> float:
+    """Held-out foreground PSNR (dB, clamped decode) of latents with normalised noise of std exactly ``noise``."""
+    rng = np.random.default_rng(seed)
+    std = torch.tensor(vae.config.latents_std).view(1, -1, 1, 1, 1)  # [1, C, 1, 1, 1]
+    sq, n = 0.0, 0.0
+    with torch.no_grad():
+        for start in range(0, len(prompts), 8):
+            video, mask = render_with_masks(prompts[start:start + 8], render_cfg)  # [B, 3, F, H, W], [B, 1, F, H, W]
+            z = encode_mean(vae, video)
+            z = z + noise * std * torch.from_numpy(rng.standard_normal(z.shape)).to(z.dtype)
+            recon = vae.decode(z).sample.clamp(-1, 1)
+            sq += float(((recon - video) * 0.5).square().mul(mask).sum())
+            n += float(mask.sum()) * 3
+    return 10 * math.log10(1.0 / max(sq / max(n, 1.0), 1e-12))
+
+
+def heldout_metrics(vae, cfg: DecoderStageConfig, render_cfg: RenderConfig, heldout: list[WorldPrompt]) -> dict:
+    """:func:`.build_vae.evaluate_vae` on ``heldout[:eval_videos]`` plus ``noisy_fg_psnr``."""
+    prompts = heldout[:cfg.eval_videos]
+    metrics = evaluate_vae(vae, prompts, render_cfg)
+    metrics["noisy_fg_psnr"] = noisy_fg_psnr(vae, prompts, render_cfg, cfg.latent_noise_max or 0.1)
+    return metrics
+
+
+def train_vae_decoder(cfg: DecoderStageConfig, render_cfg: RenderConfig, vae_dir: str | Path, stage_dir: str | Path,
+                      train: list[WorldPrompt], heldout: list[WorldPrompt], seed: int):
+    """Fine-tune (or resume) the decoder of the VAE in ``vae_dir``; returns ``(vae, record)``.
+
+    ``record`` has ``before`` / ``after`` held-out metrics, ``gate_passed``, ``improved_all``, steps, seconds.
+    """
+    from vidreward.world.build_loop import StageBudget, mark_done, stage_done, train_stage
+
+    stage_dir = Path(stage_dir)
+    stage_dir.mkdir(parents=True, exist_ok=True)
+    torch.manual_seed(seed)
+    vae = load_decoder_trainable_vae(vae_dir)
+    reference = frozen_state(vae)
+    done = stage_done(stage_dir)
+    if done is not None:
+        from vidreward.world.build_vae import load_checkpoint_weights
+
+        vae.load_state_dict(load_checkpoint_weights(stage_dir))
+        assert_frozen_unchanged(vae, reference)
+        vae.eval()
+        log.info("vae_decoder stage already done: %s", done["after"])
+        return vae, done
+    before_path = stage_dir / "before.json"
+    if before_path.is_file():
+        before = json.loads(before_path.read_text())
+    else:
+        before = heldout_metrics(vae.eval(), cfg, render_cfg, heldout)
+        before_path.write_text(json.dumps(before, indent=2))
+    log.info("vae_decoder before: %s", {k: round(v, 3) for k, v in before.items()})
+
+    def loss_fn(step: int):
+        rng = np.random.default_rng([seed, step])
+        batch = [train[i] for i in rng.choice(len(train), cfg.batch_size, replace=False)]
+        video, mask = render_with_masks(batch, render_cfg)  # [B, 3, F, H, W], [B, 1, F, H, W]
+        with torch.no_grad():
+            z = noisy_latent(vae, encode_mean(vae, video), cfg.latent_noise_max, rng)  # [B, z, F', H', W']
+        recon = decode_unclamped(vae, z)  # [B, 3, F, H, W], unclamped
+        loss = reconstruction_loss(recon, video, dilate(mask, cfg.ring_px), cfg.fg_weight, cfg.l2_weight,
+                                   cfg.edge_weight)
+        with torch.no_grad():
+            fg = psnr(recon.clamp(-1, 1) * 0.5 + 0.5, video * 0.5 + 0.5, mask)
+        return loss, {"fg_psnr": fg}
+
+    history: list[dict] = []
+
+    def evaluate(step: int) -> bool:
+        metrics = evaluate_vae(vae, heldout[:cfg.eval_videos], render_cfg)
+        history.append({"step": step, **metrics})
+        log.info("vae_decoder step %d held-out: %s", step, {k: round(v, 3) for k, v in metrics.items()})
+        return gate_passed(metrics, cfg) and metrics["fg_psnr"] >= cfg.target_fg_psnr
+
+    budget = StageBudget(cfg.lr, cfg.lr_final_frac, cfg.warmup_steps, cfg.max_steps, cfg.minutes,
+                         cfg.checkpoint_every, cfg.eval_every)
+    run = train_stage("vae_decoder", stage_dir, vae, loss_fn, budget, evaluate)
+    assert_frozen_unchanged(vae, reference)
+    after = heldout_metrics(vae, cfg, render_cfg, heldout)
+    record = {**run, "before": before, "after": after, "history": history, "gate_passed": gate_passed(after, cfg),
+              "improved_all": improved_all(before, after),
+              "encoder_bit_exact": True, "config": dataclasses.asdict(cfg)}
+    mark_done(stage_dir, record)
+    return vae, record
+
+
+def improved_all(before: dict, after: dict) -> bool:
+    """True when foreground PSNR rose and no metric of :data:`IMPROVE_KEYS` fell (a 0 or 1 may stay put)."""
+    return after["fg_psnr"] > before["fg_psnr"] and all(after[k] >= before[k] for k in IMPROVE_KEYS)
+
+
+def run_decoder_stage(cfg: DecoderStageConfig, render_cfg: RenderConfig, generator_dir: str | Path,
+                      work_dir: str | Path, train: list[WorldPrompt], heldout: list[WorldPrompt], seed: int) -> dict:
+    """Train, then export into ``generator_dir`` when the gate passes or every metric improved; returns the section.
+
+    The section (also written to ``<generator_dir>/build_report.json`` when exported) has ``status``
+    (``exported_gate_passed`` / ``exported_improved_gate_failed`` / ``kept_old_decoder``), config, minutes,
+    steps, ``heldout_before`` / ``heldout_after`` and the evaluation history.
+    """
+    vae, record = train_vae_decoder(cfg, render_cfg, Path(generator_dir) / "vae", Path(work_dir) / "vae_decoder",
+                                    train, heldout, seed)
+    section = {"config": record["config"], "minutes": record["seconds"] / 60, "steps": record["steps"],
+               "heldout_before": record["before"], "heldout_after": record["after"], "history": record["history"],
+               "gate_passed": record["gate_passed"], "encoder_bit_exact": record["encoder_bit_exact"],
+               "heldout_prompts": f"heldout[0:{cfg.eval_videos}]"}
+    if record["gate_passed"] or record["improved_all"]:
+        export_vae(vae, generator_dir)
+        section["status"] = "exported_gate_passed" if record["gate_passed"] else "exported_improved_gate_failed"
+        record_in_report(generator_dir, section)
+    else:
+        section["status"] = "kept_old_decoder"
+    log.info("vae_decoder: %s (held-out before %s, after %s)", section["status"], record["before"], record["after"])
+    return section
+
+
+def export_vae(vae, generator_dir: str | Path) -> None:
+    """Atomically replace ``<generator_dir>/vae`` with ``vae`` (safetensors); nothing else is touched."""
+    generator_dir = Path(generator_dir)
+    tmp, old = generator_dir / ".vae.tmp", generator_dir / ".vae.old"
+    for path in (tmp, old):
+        if path.exists():
+            shutil.rmtree(path)
+    vae.save_pretrained(str(tmp), safe_serialization=True)
+    target = generator_dir / "vae"
+    if target.exists():
+        target.rename(old)
+    tmp.rename(target)
+    if old.exists():
+        shutil.rmtree(old)
+
+
+def record_in_report(generator_dir: str | Path, section: dict) -> None:
+    """Set the ``vae_decoder`` section of ``<generator_dir>/build_report.json`` (atomic write)."""
+    path = Path(generator_dir) / "build_report.json"
+    report = json.loads(path.read_text()) if path.is_file() else {}
+    report["vae_decoder"] = section
+    tmp = path.with_name(".build_report.json.tmp")
+    tmp.write_text(json.dumps(report, indent=2, sort_keys=True, default=str))
+    tmp.replace(path)

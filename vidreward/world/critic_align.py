@@ -1,0 +1,210 @@
+"""Stage (i) of the world critic build: word-aligned visual tokens (dense, per-token "captioning" of the vision tower).
+
+Each merged visual token h_n (what the language model sees; dimension = the text hidden size) is trained to
+predict the words that describe its region of the frames, through the language model's own (tied) word
+embeddings e_w:
+
+    s_{n,w} = tau * cos(h_n, e_w) + b_w,        L = mean_{n, w in A} BCE(sigmoid(s_{n,w}), y_{n,w})
+
+plus, on tokens that hold an object, a softmax cross-entropy within each object group g (colour, shape, size)
+over the concept scores s_{n,c} = max_{w spells c} s_{n,w}, weighted ``group_weight`` (shape and size are
+whole-object properties a token must gather from its neighbours; the sparse BCE alone left them at chance),
+over a fixed attribute vocabulary A (object colours, background colours, shapes, sizes, lighting, image-quality
+defects; every single-token spelling of each word, e.g. " bright" and "Bright"). Targets y_{n,w} = 1 when:
+
+- w is the background colour or the lighting word (every token of the video);
+- w is an image-quality word of the video's defect (noise, blur, flicker; every token);
+- w is the colour, shape or size word of an object covering >= ``COVER`` of the token's region in either frame
+  of its temporal patch.
+
+This puts visual tokens and the words of the question in one space, so the language model's comparison of a
+facet description with the video ("The circle is red." against the video) starts from a dot product its
+attention can read, instead of being discovered from Yes/No supervision alone (which stayed at chance in the
+world probe, ../shared/notes/world-probe.md). Positions and motion are left to the language model's M-RoPE
+positions: the vision tower has no absolute position embedding and sees one temporal patch (2 frames) at a time.
+
+Token geometry: a 64x64 frame is resized to 84x84 = 6x6 patches of 14 px; 2x2 merging gives a 3x3 grid of
+merged tokens per temporal patch, ordered (t, row, col) exactly as the processor flattens them, and the world's
+9 start cells fall on that grid.
+"""
+
+from __future__ import annotations
+
+import random
+
+import numpy as np
+import torch
+
+from vidreward.video_io import subsample_frames, uniform_indices
+from vidreward.world.corrupt import corrupt
+from vidreward.world.motion import scene_tracks
+from vidreward.world.render import RenderConfig, render, shape_masks
+from vidreward.world.scene import (
+    BACKGROUND_COLORS,
+    LIGHTING,
+    OBJECT_COLORS,
+    SHAPES,
+    SIZES,
+    SceneSpec,
+    sample_scene,
+)
+from vidreward.world.splits import split_of
+
+#: concept -> words whose single-token spellings carry it (quality defects as the VQ answers name them)
+CONCEPT_WORDS: dict[str, tuple[str, ...]] = {
+    **{c: (c,) for c in (*OBJECT_COLORS, *BACKGROUND_COLORS, *SHAPES, *SIZES, *LIGHTING)},
+    "noise": ("grain", "noise"), "blur": ("defocus", "blur"), "flicker": ("flicker",),
+}
+QUALITY_SOURCES: tuple[str, ...] = ("noise", "blur", "flicker")
+#: share of a token's region an object must cover (in either frame of the temporal patch) to be "in" it
+COVER = 0.12
+MERGED_GRID = 3
+
+
+def concept_token_ids(tokenizer) -> dict[str, list[int]]:
+    """Concept -> ids of every single-token spelling (" red", "red", " Red", "Red"); the first token of " word"
+    when no spelling is a single token."""
+    out: dict[str, list[int]] = {}
+    for concept, words in CONCEPT_WORDS.items():
+        ids: list[int] = []
+        for word in words:
+            for text in (f" {word}", word, f" {word.capitalize()}", word.capitalize()):
+                pieces = tokenizer(text, add_special_tokens=False)["input_ids"]
+                if len(pieces) == 1 and pieces[0] not in ids:
+                    ids.append(pieces[0])
+        if not ids:
+            ids.append(tokenizer(f" {words[0]}", add_special_tokens=False)["input_ids"][0])
+        out[concept] = ids
+    return out
+
+
+def region_cover(masks: np.ndarray) -> np.ndarray:
+    """Per-frame coverage of each merged-token region: ``[F, H, W]`` bool -> ``[F, 3, 3]`` float."""
+    f, h, w = masks.shape
+    rows = np.linspace(0, h, MERGED_GRID + 1).round().astype(int)
+    cols = np.linspace(0, w, MERGED_GRID + 1).round().astype(int)
+    out = np.zeros((f, MERGED_GRID, MERGED_GRID))
+    for r in range(MERGED_GRID):
+        for c in range(MERGED_GRID):
+            out[:, r, c] = masks[:, rows[r]:rows[r + 1], cols[c]:cols[c + 1]].mean(axis=(1, 2))
+    return out
+
+
+def token_concepts(spec: SceneSpec, source: str, n_frames: int, cfg: RenderConfig) -> list[set[str]]:
+    """Concepts of every merged token of the ``n_frames``-frame subsample, in (t, row, col) order."""
+    if n_frames % 2:
+        raise ValueError(f"n_frames={n_frames}: Qwen2.5-VL packs frames in temporal patches of 2; use an even count")
+    idx = uniform_indices(cfg.num_frames, n_frames)
+    tracks = scene_tracks(spec, cfg.num_frames, cfg.height, cfg.width)
+    covers = [region_cover(shape_masks(t, cfg.height, cfg.width))[idx] for t in tracks]  # [N_f, 3, 3] each
+    shared = {spec.background, spec.lighting} | ({source} if source in QUALITY_SOURCES else set())
+    out = []
+    for t in range(n_frames // 2):
+        for r in range(MERGED_GRID):
+            for c in range(MERGED_GRID):
+                words = set(shared)
+                for obj, cov in zip(spec.objects, covers):
+                    if max(cov[2 * t, r, c], cov[2 * t + 1, r, c]) >= COVER:
+                        words |= {obj.color, obj.shape, obj.size}
+                out.append(words)
+    return out
+
+
+def align_sample(seed: int, cfg: RenderConfig, n_frames: int, split: str = "train"):
+    """(video ``[F, 3, H, W]``, per-token concepts) of a ``split`` scene: clean or with a quality defect."""
+    rng = random.Random(f"critic-align-{seed}")
+    spec = sample_scene(seed, cfg.num_frames)
+    while split_of(spec) != split:
+        seed += 1
+        spec = sample_scene(seed, cfg.num_frames)
+    source = rng.choice(("clean", "clean", "clean") + QUALITY_SOURCES)
+    video = render(spec, cfg) if source == "clean" else corrupt(spec, source, seed=seed, config=cfg)
+    return video, token_concepts(spec, source, n_frames, cfg)
+
+
+class WordAlignment(torch.nn.Module):
+    """s_{n,w} = tau * cos(h_n, e_w) + b_w over the attribute vocabulary (e_w: the language model's input embeddings).
+
+    Cosine, not the raw dot product: freshly initialised embeddings are tiny (std 0.02), so raw scores start at
+    ~0 and barely move; the language model reads both through RMSNorm anyway, so only directions matter there.
+    """
+
+    def __init__(self, concept_ids: dict[str, list[int]]):
+        super().__init__()
+        self.concepts = list(concept_ids)
+        self.ids = [i for c in self.concepts for i in concept_ids[c]]
+        self.owner = [c for c in self.concepts for _ in concept_ids[c]]  # concept of each id
+        self.bias = torch.nn.Parameter(torch.full((len(self.ids),), -2.0))
+        self.log_tau = torch.nn.Parameter(torch.tensor(2.3))  # tau starts at 10
+
+    def targets(self, concepts: list[set[str]]) -> torch.Tensor:
+        return torch.tensor([[float(o in words) for o in self.owner] for words in concepts])  # [N, |A|]
+
+    def forward(self, tokens: torch.Tensor, embeddings: torch.Tensor) -> torch.Tensor:
+        h = torch.nn.functional.normalize(tokens, dim=-1)
+        e = torch.nn.functional.normalize(embeddings[self.ids], dim=-1)
+        return self.log_tau.exp() * h @ e.T + self.bias  # [N, |A|]
+
+
+OBJECT_GROUPS: dict[str, tuple[str, ...]] = {"color": tuple(OBJECT_COLORS), "shape": SHAPES, "size": tuple(SIZES)}
+
+
+def group_loss(align: WordAlignment, scores: torch.Tensor, concepts: list[set[str]]) -> torch.Tensor:
+    """Softmax CE within each object group on tokens holding exactly one object (its concept is the target)."""
+    loss = scores.new_zeros(())
+    for members in OBJECT_GROUPS.values():
+        cols = [[j for j, o in enumerate(align.owner) if o == c] for c in members]
+        group = torch.stack([scores[:, js].max(dim=1).values for js in cols], dim=1)  # [N, |g|]
+        target = torch.tensor([members.index(next(iter(w & set(members)))) if len(w & set(members)) == 1
+                               else -100 for w in concepts])
+        if (target >= 0).any():
+            loss = loss + torch.nn.functional.cross_entropy(group, target, ignore_index=-100)
+    return loss
+
+
+def align_loss(model, align: WordAlignment, encoder, videos: list[torch.Tensor], concepts: list[list[set[str]]],
+               n_frames: list[int], fps: float, group_weight: float = 1.0) -> tuple[torch.Tensor, dict[str, float]]:
+    """Mean BCE of the word scores of every merged token, and held-out style stats (token accuracy, exact sets)."""
+    visuals = encoder.encode([subsample_frames(v, n) for v, n in zip(videos, n_frames)], fps=fps)
+    kw = visuals.model_kwargs
+    out = model.model.get_video_features(kw["pixel_values_videos"], kw["video_grid_thw"], return_dict=True)
+    tokens = torch.cat(list(out.pooler_output))  # [sum N, D]
+    flat = [w for per_video in concepts for w in per_video]
+    if tokens.shape[0] != len(flat):
+        raise RuntimeError(f"{tokens.shape[0]} merged tokens but {len(flat)} token labels: grid mismatch")
+    target = align.targets(flat)  # [N, |A|]
+    scores = align(tokens, model.get_input_embeddings().weight)
+    loss = torch.nn.functional.binary_cross_entropy_with_logits(scores, target)
+    if group_weight:
+        loss = loss + group_weight * group_loss(align, scores, flat)
+    with torch.no_grad():
+        hit = (scores > 0).float() == target
+        stats = {"word_acc": hit.float().mean().item(), "token_exact": hit.all(dim=1).float().mean().item()}
+        for name, members in (("object", set(OBJECT_COLORS) | set(SHAPES) | set(SIZES)),
+                              ("quality", set(QUALITY_SOURCES))):
+            cols = [j for j, o in enumerate(align.owner) if o in members]
+            stats[f"{name}_exact"] = hit[:, cols].all(dim=1).float().mean().item()
+    return loss, stats
+
+
+def align_accuracy(model, align: WordAlignment, encoder, samples: list, fps: float) -> dict[str, float]:
+    """Held-out accuracy per concept group: on tokens where the group has a concept, is the top-scoring concept
+    of the group the right one (object groups: colour, shape, size; scene groups: background, lighting, quality)?"""
+    groups = {**OBJECT_GROUPS, "background": tuple(BACKGROUND_COLORS), "lighting": tuple(LIGHTING),
+              "quality": QUALITY_SOURCES}
+    with torch.no_grad():
+        visuals = encoder.encode([subsample_frames(v, 2 * len(c) // MERGED_GRID**2) for v, c in samples], fps=fps)
+        kw = visuals.model_kwargs
+        out = model.model.get_video_features(kw["pixel_values_videos"], kw["video_grid_thw"], return_dict=True)
+        scores = align(torch.cat(list(out.pooler_output)), model.get_input_embeddings().weight)
+    flat = [w for _, per_video in samples for w in per_video]
+    acc = {}
+    for name, members in groups.items():
+        cols = [[j for j, o in enumerate(align.owner) if o == c] for c in members]
+        group = torch.stack([scores[:, js].max(dim=1).values for js in cols], dim=1)  # [N, |g|]
+        rows = [(i, members.index(next(iter(w & set(members))))) for i, w in enumerate(flat)
+                if len(w & set(members)) == 1]
+        if rows:
+            idx = torch.tensor([r[0] for r in rows])
+            acc[name] = round(float((group[idx].argmax(1) == torch.tensor([r[1] for r in rows])).float().mean()), 3)
+    return acc
