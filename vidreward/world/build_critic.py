@@ -114,7 +114,7 @@ class CriticBuildConfig:
     """stage (iii) learning rate of the vision tower (0: keep it frozen after stage (i))"""
     phase_min_steps: int = 20
     """stage (iii): steps before a phase may end"""
-    phase_max_steps: int = 200
+    phase_max_steps: int = 400
     """stage (iii): steps after which a phase ends anyway"""
     phase_target: float = 0.9
     """stage (iii): running decision accuracy of the new unit that ends its phase"""
@@ -125,7 +125,8 @@ class CriticBuildConfig:
     held_out_per_dimension: int = 48
     """held-out examples per dimension (balanced Yes/No)"""
     deadline_minutes: float = 65.0
-    """stop stage (iii) after this many wall-clock minutes of this run (0: no limit)"""
+    """stop stage (iii) once the build's wall-clock minutes (all stages, summed over resumed runs) reach this
+    (0: no limit)"""
 
 
 def _rng(cfg: CriticBuildConfig, *parts) -> random.Random:
@@ -141,7 +142,6 @@ def _trainable_state(model, align) -> dict[str, torch.Tensor]:
 def run_build(cfg: CriticBuildConfig) -> dict:
     """Run (or resume) the build; return the build info written next to the exported critic."""
     torch.set_num_threads(cfg.threads)
-    start = time.time()
     work, rcfg = Path(cfg.work_dir), RenderConfig()
     init_dir, ckpt_dir = work / "init", work / "checkpoints"
     if not (init_dir / "model.safetensors").is_file():
@@ -281,7 +281,8 @@ def run_build(cfg: CriticBuildConfig) -> dict:
         if unit is not None and (done_phase or ex["phase_step"] >= cfg.phase_max_steps):
             logger.info("phase %s ends after %d steps (running acc %.3f)", unit, ex["phase_step"], run_acc)
             ex.update(phase=phase + 1, phase_step=0, recent=[])
-        out_of_time = cfg.deadline_minutes and (time.time() - start) / 60 >= cfg.deadline_minutes
+        build_minutes = sum(ex["minutes"].values()) + (time.time() - mark[0]) / 60  # over every (resumed) run
+        out_of_time = cfg.deadline_minutes and build_minutes >= cfg.deadline_minutes
         finished = unit is None and ex["phase_step"] >= cfg.mixed_steps
         if ex["stage_step"] % cfg.eval_every == 0 or finished or out_of_time:
             acc = evaluate(critic, held)
