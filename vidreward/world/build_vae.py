@@ -225,6 +225,20 @@ def gate_passed(metrics: dict, cfg: VaeStageConfig) -> bool:
     return metrics["fg_psnr"] >= cfg.min_fg_psnr and metrics["oracle_confirm"] >= cfg.min_oracle_confirm
 
 
+def heldout_evaluator(stage: str, vae, heldout: list[WorldPrompt], cfg, render_cfg: RenderConfig,
+                      history: list[dict]):
+    """``evaluate(step) -> stop``: held-out metrics appended to ``history`` and logged; stop once the gate passes
+    and foreground PSNR reaches ``cfg.target_fg_psnr`` (``cfg``: any stage config with the gate fields)."""
+
+    def evaluate(step: int) -> bool:
+        metrics = evaluate_vae(vae, heldout[:cfg.eval_videos], render_cfg)
+        history.append({"step": step, **metrics})
+        log.info("%s step %d held-out: %s", stage, step, {k: round(v, 3) for k, v in metrics.items()})
+        return gate_passed(metrics, cfg) and metrics["fg_psnr"] >= cfg.target_fg_psnr
+
+    return evaluate
+
+
 def train_vae(cfg: VaeStageConfig, render_cfg: RenderConfig, stage_dir, train: list[WorldPrompt],
               heldout: list[WorldPrompt], seed: int):
     """Build (or resume) the VAE stage in ``stage_dir``; returns ``(vae, record)`` with held-out metrics.
@@ -260,12 +274,7 @@ def train_vae(cfg: VaeStageConfig, render_cfg: RenderConfig, stage_dir, train: l
         return loss, {"fg_psnr": fg}
 
     history: list[dict] = []
-
-    def evaluate(step: int) -> bool:
-        metrics = evaluate_vae(vae, heldout[:cfg.eval_videos], render_cfg)
-        history.append({"step": step, **metrics})
-        log.info("vae step %d held-out: %s", step, {k: round(v, 3) for k, v in metrics.items()})
-        return gate_passed(metrics, cfg) and metrics["fg_psnr"] >= cfg.target_fg_psnr
+    evaluate = heldout_evaluator("vae", vae, heldout, cfg, render_cfg, history)
 
     budget = StageBudget(cfg.lr, cfg.lr_final_frac, cfg.warmup_steps, cfg.max_steps, cfg.minutes,
                          cfg.checkpoint_every, cfg.eval_every)

@@ -46,6 +46,7 @@ from vidreward.world.build_vae import (
     encode_mean,
     evaluate_vae,
     gate_passed,
+    heldout_evaluator,
     psnr,
     reconstruction_loss,
     render_with_masks,
@@ -208,12 +209,7 @@ def train_vae_decoder(cfg: DecoderStageConfig, render_cfg: RenderConfig, vae_dir
         return loss, {"fg_psnr": fg}
 
     history: list[dict] = []
-
-    def evaluate(step: int) -> bool:
-        metrics = evaluate_vae(vae, heldout[:cfg.eval_videos], render_cfg)
-        history.append({"step": step, **metrics})
-        log.info("vae_decoder step %d held-out: %s", step, {k: round(v, 3) for k, v in metrics.items()})
-        return gate_passed(metrics, cfg) and metrics["fg_psnr"] >= cfg.target_fg_psnr
+    evaluate = heldout_evaluator("vae_decoder", vae, heldout, cfg, render_cfg, history)
 
     budget = StageBudget(cfg.lr, cfg.lr_final_frac, cfg.warmup_steps, cfg.max_steps, cfg.minutes,
                          cfg.checkpoint_every, cfg.eval_every)
