@@ -149,14 +149,29 @@ class WordAlignment(torch.nn.Module):
 OBJECT_GROUPS: dict[str, tuple[str, ...]] = {"color": tuple(OBJECT_COLORS), "shape": SHAPES, "size": tuple(SIZES)}
 
 
+def merged_tokens(model, encoder, videos: list[torch.Tensor], n_frames: list[int], fps: float) -> torch.Tensor:
+    """The vision tower's merged tokens of ``videos`` (each subsampled to its N_f), concatenated: ``[sum N, D]``."""
+    kw = encoder.encode([subsample_frames(v, n) for v, n in zip(videos, n_frames)], fps=fps).model_kwargs
+    out = model.model.get_video_features(kw["pixel_values_videos"], kw["video_grid_thw"], return_dict=True)
+    return torch.cat(list(out.pooler_output))
+
+
+def group_scores(align: WordAlignment, scores: torch.Tensor, concepts: list[set[str]],
+                 members: tuple[str, ...]) -> tuple[torch.Tensor, torch.Tensor]:
+    """Concept scores of one group, s_{n,c} = max over c's spellings ``[N, |g|]``, and each token's target concept
+    index (-100 unless the token holds exactly one concept of the group) ``[N]``."""
+    cols = [[j for j, o in enumerate(align.owner) if o == c] for c in members]
+    group = torch.stack([scores[:, js].max(dim=1).values for js in cols], dim=1)  # [N, |g|]
+    target = torch.tensor([members.index(next(iter(w & set(members)))) if len(w & set(members)) == 1 else -100
+                           for w in concepts])
+    return group, target
+
+
 def group_loss(align: WordAlignment, scores: torch.Tensor, concepts: list[set[str]]) -> torch.Tensor:
     """Softmax CE within each object group on tokens holding exactly one object (its concept is the target)."""
     loss = scores.new_zeros(())
     for members in OBJECT_GROUPS.values():
-        cols = [[j for j, o in enumerate(align.owner) if o == c] for c in members]
-        group = torch.stack([scores[:, js].max(dim=1).values for js in cols], dim=1)  # [N, |g|]
-        target = torch.tensor([members.index(next(iter(w & set(members)))) if len(w & set(members)) == 1
-                               else -100 for w in concepts])
+        group, target = group_scores(align, scores, concepts, members)
         if (target >= 0).any():
             loss = loss + torch.nn.functional.cross_entropy(group, target, ignore_index=-100)
     return loss
@@ -165,10 +180,7 @@ def group_loss(align: WordAlignment, scores: torch.Tensor, concepts: list[set[st
 def align_loss(model, align: WordAlignment, encoder, videos: list[torch.Tensor], concepts: list[list[set[str]]],
                n_frames: list[int], fps: float, group_weight: float = 1.0) -> tuple[torch.Tensor, dict[str, float]]:
     """Mean BCE of the word scores of every merged token, and held-out style stats (token accuracy, exact sets)."""
-    visuals = encoder.encode([subsample_frames(v, n) for v, n in zip(videos, n_frames)], fps=fps)
-    kw = visuals.model_kwargs
-    out = model.model.get_video_features(kw["pixel_values_videos"], kw["video_grid_thw"], return_dict=True)
-    tokens = torch.cat(list(out.pooler_output))  # [sum N, D]
+    tokens = merged_tokens(model, encoder, videos, n_frames, fps)  # [sum N, D]
     flat = [w for per_video in concepts for w in per_video]
     if tokens.shape[0] != len(flat):
         raise RuntimeError(f"{tokens.shape[0]} merged tokens but {len(flat)} token labels: grid mismatch")
@@ -192,19 +204,15 @@ def align_accuracy(model, align: WordAlignment, encoder, samples: list, fps: flo
     of the group the right one (object groups: colour, shape, size; scene groups: background, lighting, quality)?"""
     groups = {**OBJECT_GROUPS, "background": tuple(BACKGROUND_COLORS), "lighting": tuple(LIGHTING),
               "quality": QUALITY_SOURCES}
+    n_frames = [2 * len(c) // MERGED_GRID**2 for _, c in samples]
     with torch.no_grad():
-        visuals = encoder.encode([subsample_frames(v, 2 * len(c) // MERGED_GRID**2) for v, c in samples], fps=fps)
-        kw = visuals.model_kwargs
-        out = model.model.get_video_features(kw["pixel_values_videos"], kw["video_grid_thw"], return_dict=True)
-        scores = align(torch.cat(list(out.pooler_output)), model.get_input_embeddings().weight)
+        tokens = merged_tokens(model, encoder, [v for v, _ in samples], n_frames, fps)
+        scores = align(tokens, model.get_input_embeddings().weight)
     flat = [w for _, per_video in samples for w in per_video]
     acc = {}
     for name, members in groups.items():
-        cols = [[j for j, o in enumerate(align.owner) if o == c] for c in members]
-        group = torch.stack([scores[:, js].max(dim=1).values for js in cols], dim=1)  # [N, |g|]
-        rows = [(i, members.index(next(iter(w & set(members))))) for i, w in enumerate(flat)
-                if len(w & set(members)) == 1]
-        if rows:
-            idx = torch.tensor([r[0] for r in rows])
-            acc[name] = round(float((group[idx].argmax(1) == torch.tensor([r[1] for r in rows])).float().mean()), 3)
+        group, target = group_scores(align, scores, flat, members)
+        valid = target >= 0
+        if valid.any():
+            acc[name] = round(float((group[valid].argmax(1) == target[valid]).float().mean()), 3)
     return acc
