@@ -68,6 +68,37 @@ def test_only_decoder_is_trainable(tiny_vae_dir):
     assert frozen == {"encoder", "quant_conv"}
 
 
+def test_widened_decoder_keeps_encoder_statistics_and_starts_as_the_shipped_decoder(tiny_vae_dir, tmp_path):
+    shipped = load_decoder_trainable_vae(tiny_vae_dir)
+    wide = load_decoder_trainable_vae(tiny_vae_dir, decoder_base_dim=32)
+    assert wide.config.decoder_base_dim == 32 and shipped.config.decoder_base_dim is None
+    assert list(wide.config.latents_mean) == list(shipped.config.latents_mean)
+    assert list(wide.config.latents_std) == list(shipped.config.latents_std)
+    for name, tensor in frozen_state(shipped).items():
+        assert torch.equal(frozen_state(wide)[name], tensor), name
+    # the decoder is a new, wider module: its first conv maps z to 4 * 32 channels instead of 4 * 16
+    assert wide.decoder.conv_in.weight.shape[0] == 2 * shipped.decoder.conv_in.weight.shape[0]
+    video, _ = render_with_masks(world_prompts("heldout", 1, num_frames=RENDER.num_frames), RENDER)
+    with torch.no_grad():
+        z = encode_mean(shipped, video)
+        assert torch.equal(encode_mean(wide, video), z)
+        # widening without noise is function-preserving: the same video as the shipped decoder
+        assert torch.allclose(wide.decode(z).sample, shipped.decode(z).sample, atol=1e-5)
+        noisy = load_decoder_trainable_vae(tiny_vae_dir, decoder_base_dim=32, widen_noise=0.01)
+        assert not torch.equal(noisy.decode(z).sample, wide.decode(z).sample)
+    # same width as shipped = the shipped decoder itself, fine-tuned in place
+    same = load_decoder_trainable_vae(tiny_vae_dir, decoder_base_dim=16)
+    assert all(torch.equal(v, shipped.state_dict()[k]) for k, v in same.state_dict().items())
+    # the stage's "before" metrics are the shipped VAE's, not the noised widened decoder's
+    cfg = DecoderStageConfig(decoder_base_dim=32, batch_size=2, warmup_steps=1, max_steps=2, minutes=5.0,
+                             eval_every=0, checkpoint_every=2, eval_videos=2, latent_noise_max=0.0)
+    train = world_prompts("train", 8, num_frames=RENDER.num_frames)
+    heldout = world_prompts("heldout", 2, num_frames=RENDER.num_frames)
+    _, record = train_vae_decoder(cfg, RENDER, tiny_vae_dir, tmp_path / "stage", train, heldout, seed=0)
+    from vidreward.world.build_vae_decoder import heldout_metrics
+    assert record["before"] == heldout_metrics(shipped.eval(), cfg, RENDER, heldout)
+
+
 def test_decoder_stage_keeps_encoder_bit_exact_and_lowers_loss(tiny_vae_dir, tmp_path):
     cfg = DecoderStageConfig(batch_size=2, lr=3e-3, warmup_steps=1, max_steps=12, minutes=5.0, eval_every=0,
                              checkpoint_every=6, eval_videos=2, latent_noise_max=0.05)

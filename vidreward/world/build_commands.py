@@ -29,6 +29,13 @@ def _build_generator(args: argparse.Namespace) -> int:
     if args.vae_decoder_only:
         cfg.stages = ("vae_decoder",)
         cfg.vae_decoder.minutes = args.vae_decoder_minutes
+        cfg.vae_decoder.decoder_base_dim = args.vae_decoder_width
+        if args.vae_decoder_steps:
+            cfg.vae_decoder.max_steps = args.vae_decoder_steps
+        if args.vae_decoder_latent_noise is not None:
+            cfg.vae_decoder.latent_noise_max = args.vae_decoder_latent_noise
+        if args.vae_decoder_lr is not None:
+            cfg.vae_decoder.lr = args.vae_decoder_lr
     report = build_generator(cfg)
     log.info("build status: %s", report.get("status"))
     return 0 if report.get("status") in ("done", "vae_only", "exported_gate_passed") else 1
@@ -65,6 +72,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                             "replace <out>/vae when the gate passes (stage vae_decoder)")
     build.add_argument("--vae-decoder-minutes", type=float, default=40.0,
                        help="wall-clock cap of the vae_decoder stage")
+    build.add_argument("--vae-decoder-steps", type=int, default=None,
+                       help="step budget of the vae_decoder stage (the minutes cap may stop it earlier)")
+    build.add_argument("--vae-decoder-latent-noise", type=float, default=None,
+                       help="max std of the training latent noise of the vae_decoder stage (normalised units)")
+    build.add_argument("--vae-decoder-width", type=int, default=None,
+                       help="widen the shipped decoder to this base width (a whole multiple of it; function-"
+                            "preserving, then fine-tuned) on the frozen encoder (default: its own width)")
+    build.add_argument("--vae-decoder-lr", type=float, default=None, help="peak learning rate of the vae_decoder stage")
     build.add_argument("--ignore-vae-gate", action="store_true",
                        help="train the DiT even if the VAE gate failed (recorded in the report; for deadlines only)")
     build.set_defaults(func=_run_build)

@@ -68,6 +68,12 @@ IMPROVE_KEYS: tuple[str, ...] = ("psnr", "fg_psnr", "oracle_confirm", "oracle_ta
 class DecoderStageConfig:
     """Optimisation, loss and gate of the decoder-only fine-tuning stage."""
 
+    decoder_base_dim: int | None = None
+    """width (``AutoencoderKLWan``'s ``decoder_base_dim``, a whole multiple of the shipped width) of the decoder to
+    train: the shipped decoder widened function-preservingly (:mod:`.widen`), then fine-tuned; None fine-tunes the
+    shipped decoder in place at its own width"""
+    widen_noise: float = 0.01
+    """std of the symmetry-breaking noise added to widened weights, relative to each weight tensor's std"""
     batch_size: int = 8
     """whole videos per optimiser step"""
     lr: float = 5e-4
@@ -106,11 +112,31 @@ class DecoderStageConfig:
     """stop early once held-out foreground PSNR reaches this and the gate passes"""
 
 
-def load_decoder_trainable_vae(vae_dir: str | Path):
-    """``AutoencoderKLWan`` from ``vae_dir`` with only :data:`TRAINED_MODULES` requiring grad."""
+def widens_decoder(config, decoder_base_dim: int | None) -> bool:
+    """True when ``decoder_base_dim`` asks for a decoder width other than that of the VAE ``config``."""
+    return decoder_base_dim is not None and decoder_base_dim != (config["decoder_base_dim"] or config["base_dim"])
+
+
+def load_decoder_trainable_vae(vae_dir: str | Path, decoder_base_dim: int | None = None, widen_noise: float = 0.0,
+                               seed: int = 0):
+    """``AutoencoderKLWan`` from ``vae_dir`` with only :data:`TRAINED_MODULES` requiring grad.
+
+    With ``decoder_base_dim`` the decoder side (``post_quant_conv`` + ``decoder``) is the shipped one widened to that
+    width (:func:`.widen.widen_decoder`, symmetry-breaking noise ``widen_noise``); the encoder, ``quant_conv`` and
+    the latent statistics are the shipped ones.
+    """
     from diffusers import AutoencoderKLWan
 
+    from vidreward.world.widen import widen_decoder
+
     vae = AutoencoderKLWan.from_pretrained(str(vae_dir))
+    if widens_decoder(vae.config, decoder_base_dim):
+        config = {k: v for k, v in vae.config.items() if not k.startswith("_")}
+        wide = AutoencoderKLWan.from_config({**config, "decoder_base_dim": decoder_base_dim})
+        for name in FROZEN_MODULES:
+            getattr(wide, name).load_state_dict(getattr(vae, name).state_dict())
+        widen_decoder(vae, wide, widen_noise, seed)
+        vae = wide
     vae.requires_grad_(False)
     for name in TRAINED_MODULES:
         getattr(vae, name).requires_grad_(True)
@@ -176,7 +202,7 @@ def train_vae_decoder(cfg: DecoderStageConfig, render_cfg: RenderConfig, vae_dir
     stage_dir = Path(stage_dir)
     stage_dir.mkdir(parents=True, exist_ok=True)
     torch.manual_seed(seed)
-    vae = load_decoder_trainable_vae(vae_dir)
+    vae = load_decoder_trainable_vae(vae_dir, cfg.decoder_base_dim, cfg.widen_noise, seed)
     reference = frozen_state(vae)
     done = stage_done(stage_dir)
     if done is not None:
@@ -190,8 +216,10 @@ def train_vae_decoder(cfg: DecoderStageConfig, render_cfg: RenderConfig, vae_dir
     before_path = stage_dir / "before.json"
     if before_path.is_file():
         before = json.loads(before_path.read_text())
-    else:
-        before = heldout_metrics(vae.eval(), cfg, render_cfg, heldout)
+    else:  # the VAE in vae_dir as it is (what an export would replace), not the noised widened decoder
+        from diffusers import AutoencoderKLWan
+
+        before = heldout_metrics(AutoencoderKLWan.from_pretrained(str(vae_dir)).eval(), cfg, render_cfg, heldout)
         before_path.write_text(json.dumps(before, indent=2))
     log.info("vae_decoder before: %s", {k: round(v, 3) for k, v in before.items()})
 
