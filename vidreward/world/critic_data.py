@@ -55,6 +55,8 @@ KEEPS: dict[str, tuple[str, ...]] = {
     "Color Requirement": ("wrong_motion", "wrong_position", "background", "lighting", "size"),
     "Lighting": ("wrong_color", "wrong_shape", "wrong_motion", "wrong_position", "background", "size"),
 }
+#: scene edits of :func:`edited_scene` (the corruptions of :mod:`corrupt` are the other sources)
+EDITS: tuple[str, ...] = ("background", "lighting", "size")
 SEMANTIC_EDITS: tuple[str, ...] = ("wrong_color", "wrong_shape", "wrong_motion", "wrong_position", "background",
                                    "lighting", "size")
 PHY_KEY: dict[str, str] = {"deformation": "abnormal deformation", "teleport": "abnormal motion",
@@ -111,6 +113,12 @@ class CriticExample:
     """offset of the decision scored for accuracy"""
     source: str
     """how the video was made: "clean" or a corruption / edit name"""
+    scene: SceneSpec | None = None
+    """the captioned scene (the video is ``make_video(scene, source, seed)``)"""
+    seed: int = 0
+    """the seed the video was made with"""
+    reference_scene: SceneSpec | None = None
+    """the scene the reference video renders (Phy, VQ)"""
 
 
 def rejitter(spec: SceneSpec, rng: random.Random) -> SceneSpec:
@@ -120,23 +128,27 @@ def rejitter(spec: SceneSpec, rng: random.Random) -> SceneSpec:
     return dataclasses.replace(spec, objects=objs)
 
 
+def edited_scene(spec: SceneSpec, source: str, seed: int) -> SceneSpec:
+    """``spec`` with a background / lighting / size edit (the negatives of those TA facets)."""
+    rng = random.Random(f"critic-edit-{source}-{seed}")
+    if source == "background":
+        return dataclasses.replace(spec, background=rng.choice([b for b in BACKGROUND_COLORS if b != spec.background]))
+    if source == "lighting":
+        return dataclasses.replace(spec, lighting=next(k for k in LIGHTING if k != spec.lighting))
+    if source == "size":
+        i = rng.randrange(len(spec.objects))
+        objs = list(spec.objects)
+        objs[i] = dataclasses.replace(objs[i], size="large" if objs[i].size == "small" else "small")
+        return dataclasses.replace(spec, objects=tuple(objs))
+    raise ValueError(f"unknown scene edit {source!r}; expected one of {EDITS}")
+
+
 def make_video(spec: SceneSpec, source: str, seed: int, cfg: RenderConfig) -> torch.Tensor:
     """Render ``spec`` clean, with a :mod:`corrupt` corruption, or with a background / lighting / size edit."""
     if source == "clean":
         return render(spec, cfg)
-    if source in ("background", "lighting", "size"):
-        rng = random.Random(f"critic-edit-{source}-{seed}")
-        if source == "background":
-            edited = dataclasses.replace(spec, background=rng.choice(
-                [b for b in BACKGROUND_COLORS if b != spec.background]))
-        elif source == "lighting":
-            edited = dataclasses.replace(spec, lighting=next(k for k in LIGHTING if k != spec.lighting))
-        else:
-            i = rng.randrange(len(spec.objects))
-            objs = list(spec.objects)
-            objs[i] = dataclasses.replace(objs[i], size="large" if objs[i].size == "small" else "small")
-            edited = dataclasses.replace(spec, objects=tuple(objs))
-        return render(edited, cfg)
+    if source in EDITS:
+        return render(edited_scene(spec, source, seed), cfg)
     return corrupt(spec, source, seed=seed, config=cfg)
 
 
@@ -193,11 +205,13 @@ def make_example(spec: SceneSpec, dimension: str, label: str | None, seed: int, 
     reference = None
     if dimension == "caption":
         key = facet or rng.choice(("caption",) + TA_FACETS)
-        video = make_video(spec, rng.choice(("clean", "clean", "noise", "blur")), seed, cfg)
+        source = rng.choice(("clean", "clean", "noise", "blur"))
+        video = make_video(spec, source, seed, cfg)
         if key == "caption":
-            return CriticExample("caption", "caption", video, None, CAPTION_QUESTION, caption, None, [], None, "clean")
+            return CriticExample("caption", "caption", video, None, CAPTION_QUESTION, caption, None, [], None, source,
+                                 spec, seed)
         return CriticExample("caption", key, video, None, FACET_QUESTION.format(key=key), facets[key], None, [],
-                             None, "clean")
+                             None, source, spec, seed)
     if dimension == "ta":
         key = facet or rng.choice(TA_FACETS)
         if label == "No":
@@ -228,15 +242,18 @@ def make_example(spec: SceneSpec, dimension: str, label: str | None, seed: int, 
     else:
         raise ValueError(f"unknown critic dimension {dimension!r}; expected one of {DIMENSIONS} or 'caption'")
     video = make_video(spec, source, seed, cfg)
+    reference_scene = None
     if dimension in ("phy", "vq"):
-        reference = render(rejitter(spec, rng), cfg)
+        reference_scene = rejitter(spec, rng)
+        reference = render(reference_scene, cfg)
     decisions = [0] if dimension == "vanilla" else _decision_offsets(answer)
     if dimension == "phy":
         eval_key = PHY_KEY[source] if label == "Yes" else rng.choice(tuple(PHY_KEY.values()))
         eval_char = answer.index(f'"{eval_key}": "') + len(f'"{eval_key}": "')
     else:
         eval_char = decisions[0]
-    return CriticExample(dimension, key, video, reference, question, answer, label, decisions, eval_char, source)
+    return CriticExample(dimension, key, video, reference, question, answer, label, decisions, eval_char, source,
+                         spec, seed, reference_scene)
 
 
 def held_out_examples(count_per_dimension: int, cfg: RenderConfig | None = None, n_frames: int = 10,

@@ -1,0 +1,84 @@
+"""Per-token concepts of critic examples: the scene a video really draws, and what each token shows."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import pytest
+import torch
+
+from vidreward.world import critic_data as cd
+from vidreward.world.corrupt import corrupt
+from vidreward.world.critic_concepts import (
+    example_concepts,
+    flicker_frames,
+    size_concepts,
+    token_concepts,
+    video_scene,
+)
+from vidreward.world.motion import scene_tracks
+from vidreward.world.render import RenderConfig, render_tracks
+from vidreward.world.scene import ObjectSpec, SceneSpec, sample_scene
+
+CFG = RenderConfig()
+SOURCES = ("clean", "background", "lighting", "size", "wrong_color", "wrong_shape", "wrong_motion", "wrong_position",
+           "deformation", "teleport", "interpenetration")
+
+
+@pytest.mark.parametrize("source", SOURCES)
+def test_video_scene_draws_exactly_the_example_video(source):
+    for seed in range(12):
+        spec = sample_scene(seed)
+        scene, tracks = video_scene(spec, source, seed, CFG)
+        drawn = render_tracks(tracks, scene.background, scene.lighting, CFG.height, CFG.width, CFG.num_frames)
+        assert torch.equal(drawn, cd.make_video(spec, source, seed, CFG)), (seed, source)
+
+
+def _one_object_scene(**changes) -> SceneSpec:
+    obj = ObjectSpec(shape="square", color="red", size="large", row=0, col=0, motion="static", jitter=(0.0, 0.0))
+    return SceneSpec(background="black", lighting="bright", objects=(dataclasses.replace(obj, **changes),))
+
+
+def test_static_square_in_the_top_left_cell_by_hand():
+    spec = _one_object_scene()
+    concepts = token_concepts(spec, scene_tracks(spec, 9, 64, 64), "clean", 4, CFG)
+    assert len(concepts) == 2 * 9  # 2 temporal patches x 3 x 3 tokens
+    scene_words = {"black", "bright"}
+    obj = scene_words | {"red", "square", "large"}
+    # the 0.40 * 64 = 25.6 px square centred at (16, 16) spans [3.2, 28.8]^2; token regions are [0, 21), [21, 43),
+    # [43, 64) px. Cover of token (0, 0): 17.8^2 / 21^2 = 0.72; (0, 1) and (1, 0): 7.8 * 17.8 / (22 * 21) = 0.30;
+    # (1, 1): 7.8^2 / 22^2 = 0.126 -- all >= COVER = 0.12; the other five tokens see background only
+    for t in range(2):
+        assert concepts[9 * t:9 * (t + 1)] == [obj, obj, scene_words, obj, obj, scene_words, scene_words,
+                                               scene_words, scene_words]
+
+
+def test_measured_size_words():
+    track = scene_tracks(_one_object_scene(size="small"), 9, 64, 64)[0]
+    assert size_concepts(track, 0, CFG) == {"small"}
+    track.width[:] = 0.40 * 64 * 1.5
+    track.height[:] = 0.40 * 64 / 1.5
+    assert size_concepts(track, 0, CFG) == {"large", "stretched"}  # area kept, aspect 2.25
+    track.width[:] = track.height[:] = 0.15 * 64
+    assert size_concepts(track, 0, CFG) == {"tiny"}
+
+
+def test_pixel_defects_mark_their_tokens():
+    spec = sample_scene(7)
+    noisy = token_concepts(spec, scene_tracks(spec, 9, 64, 64), "noise", 10, CFG)
+    assert all("noise" in tok for tok in noisy)
+    video = corrupt(spec, "flicker", seed=3, config=CFG)
+    shifted = flicker_frames(video, spec, CFG)
+    assert 1 <= len(shifted) <= 3
+    flick = token_concepts(spec, scene_tracks(spec, 9, 64, 64), "flicker", 10, CFG, shifted)
+    marked = {i // 9 for i, tok in enumerate(flick) if "flicker" in tok}
+    assert marked and all(all("flicker" in flick[9 * t + k] for k in range(9)) for t in marked)
+
+
+def test_example_concepts_cover_video_and_reference():
+    ex = cd.make_example(sample_scene(11), "phy", "Yes", 11, CFG, 10)
+    video, reference = example_concepts(ex, 10, CFG)
+    assert len(video) == len(reference) == 5 * 9
+    assert all({ex.scene.background, ex.scene.lighting} <= tok for tok in reference)
+    with pytest.raises(ValueError, match="even"):
+        example_concepts(ex, 9, CFG)

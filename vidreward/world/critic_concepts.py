@@ -1,0 +1,107 @@
+"""What a world video shows, per merged visual token of the critic: the concept sets its tokens should carry.
+
+A video of a critic example is ``make_video(scene, source, seed)``; :func:`video_scene` gives the scene and the
+trajectories it really draws (an edit's or a corruption's, not the caption's), so the concepts below describe the
+pixels, by construction (the oracle is never asked). Token geometry is the critic's: N_f frames in temporal patches
+of 2, each a 3 x 3 grid of merged tokens (84 x 84 px frames, patch 14, merge 2 x 2), in the processor's
+(t, row, col) order. A token's concepts:
+
+- every token: the background colour and the lighting word; ``noise`` / ``blur`` for those pixel corruptions;
+  ``flicker`` on the tokens of a temporal patch that holds a brightness-shifted frame;
+- an object covering >= ``COVER`` of the token's region in either frame of the patch adds its colour, its shape
+  in those frames and its measured size: ``small`` / ``large`` by the side sqrt(w h) of its box against the
+  world's sizes, ``tiny`` below ``TINY`` of the frame, and ``stretched`` when the box's aspect ratio leaves
+  [1 / ``ASPECT``, ``ASPECT``] (the deformations of :mod:`corrupt`).
+
+Positions are not concepts: the language model reads them from the tokens' M-RoPE positions.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import torch
+
+from vidreward.video_io import uniform_indices
+from vidreward.world.corrupt import PIXEL_CORRUPTIONS, corrupted_scene
+from vidreward.world.critic_align import COVER, MERGED_GRID, region_cover
+from vidreward.world.critic_data import EDITS, CriticExample, edited_scene
+from vidreward.world.motion import Track, scene_tracks
+from vidreward.world.render import RenderConfig, render, shape_masks
+from vidreward.world.scene import SIZES, SceneSpec
+
+#: side (fraction of the frame) below which an object is ``tiny`` (a shrinking deformation)
+TINY = 0.22
+#: box aspect ratio beyond which an object is ``stretched``
+ASPECT = 1.3
+#: brightness change (mean over a frame, [0, 1] units) that marks a flicker-shifted frame
+FLICKER_SHIFT = 0.05
+#: concepts that are not words of the world's captions
+EXTRA_CONCEPTS: tuple[str, ...] = ("tiny", "stretched", "noise", "blur", "flicker")
+
+
+def video_scene(spec: SceneSpec, source: str, seed: int, cfg: RenderConfig) -> tuple[SceneSpec, list[Track]]:
+    """(scene, trajectories) that ``critic_data.make_video(spec, source, seed, cfg)`` draws."""
+    if source == "clean" or source in PIXEL_CORRUPTIONS:
+        return spec, scene_tracks(spec, cfg.num_frames, cfg.height, cfg.width)
+    if source in EDITS:
+        edited = edited_scene(spec, source, seed)
+        return edited, scene_tracks(edited, cfg.num_frames, cfg.height, cfg.width)
+    return corrupted_scene(spec, source, seed, cfg)
+
+
+def size_concepts(track: Track, frame: int, cfg: RenderConfig) -> set[str]:
+    """Measured size words of ``track`` in ``frame`` (see module docstring)."""
+    w, h = float(track.width[frame]), float(track.height[frame])
+    side = math.sqrt(w * h) / min(cfg.height, cfg.width)
+    out = set()
+    if side < TINY:
+        out.add("tiny")
+    else:
+        out.add(min(SIZES, key=lambda s: abs(SIZES[s] - side)))
+    if not 1 / ASPECT <= w / h <= ASPECT:
+        out.add("stretched")
+    return out
+
+
+def token_concepts(scene: SceneSpec, tracks: list[Track], source: str, n_frames: int, cfg: RenderConfig,
+                   shifted_frames: set[int] = frozenset()) -> list[set[str]]:
+    """Concepts of every merged token of the ``n_frames``-frame subsample, in (t, row, col) order."""
+    if n_frames % 2:
+        raise ValueError(f"n_frames={n_frames}: Qwen2.5-VL packs frames in temporal patches of 2; use an even count")
+    idx = uniform_indices(cfg.num_frames, n_frames)
+    covers = [region_cover(shape_masks(t, cfg.height, cfg.width))[idx] for t in tracks]  # [N_f, 3, 3] each
+    shared = {scene.background, scene.lighting} | ({source} if source in ("noise", "blur") else set())
+    out = []
+    for t in range(n_frames // 2):
+        frames = (int(idx[2 * t]), int(idx[2 * t + 1]))
+        group = set(shared) | ({"flicker"} if shifted_frames & set(frames) else set())
+        for r in range(MERGED_GRID):
+            for c in range(MERGED_GRID):
+                words = set(group)
+                for track, cov in zip(tracks, covers):
+                    for k, f in enumerate(frames):
+                        if cov[2 * t + k, r, c] >= COVER:
+                            words |= {track.color, track.shapes[f]} | size_concepts(track, f, cfg)
+                out.append(words)
+    return out
+
+
+def flicker_frames(video: torch.Tensor, scene: SceneSpec, cfg: RenderConfig) -> set[int]:
+    """Frames of ``video [F, 3, H, W]`` whose mean brightness differs from the clean render of ``scene``."""
+    diff = (video - render(scene, cfg)).mean(dim=(1, 2, 3)).abs()  # [F]
+    return {int(f) for f in np.nonzero(diff.numpy() > FLICKER_SHIFT)[0]}
+
+
+def example_concepts(ex: CriticExample, n_frames: int, cfg: RenderConfig) -> list[list[set[str]]]:
+    """Per video of ``ex`` (the video, then the reference if any): its tokens' concept sets."""
+    if ex.scene is None:
+        raise ValueError("the example has no scene; build it with critic_data.make_example")
+    scene, tracks = video_scene(ex.scene, ex.source, ex.seed, cfg)
+    shifted = flicker_frames(ex.video, scene, cfg) if ex.source == "flicker" else set()
+    out = [token_concepts(scene, tracks, ex.source, n_frames, cfg, shifted)]
+    if ex.reference_scene is not None:
+        ref_tracks = scene_tracks(ex.reference_scene, cfg.num_frames, cfg.height, cfg.width)
+        out.append(token_concepts(ex.reference_scene, ref_tracks, "clean", n_frames, cfg))
+    return out
