@@ -33,7 +33,7 @@ JOB_SCHEMAS: dict[str, str] = {
     "annotate": "vidreward.annotate.config:AnnotateConfig",
     "train_drf": "vidreward.train.drf_config:DRFConfig",
     "train_gran_dpo": "vidreward.train.gran_dpo_config:GranDPOConfig",
-    "train_reward_model": "vidreward.train.reward_model:RewardModelTrainConfig",
+    "train_reward_model": "vidreward.train.reward_model_config:RewardModelTrainConfig",
     "halo_prompts": "vidreward.halo.job_configs:HaloPromptsConfig",
     "halo_label_patches": "vidreward.halo.job_configs:HaloLabelPatchesConfig",
     "halo_sample": "vidreward.halo.job_configs:HaloSampleConfig",

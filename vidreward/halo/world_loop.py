@@ -58,7 +58,8 @@ def default_backbone(rm_dir: Path, pixels: int) -> str:
 def ensure_reward_models(cfg: WorldGranDPOConfig, data: Path, rm_dir: Path) -> tuple[Path, Path, dict[str, Any]]:
     """(video RM dir, patch RM dir, their validation metrics), training the missing ones on oracle labels."""
     from vidreward.halo.world_data import oracle_labels
-    from vidreward.train.reward_model import RewardModelTrainConfig, train_reward_model
+    from vidreward.train.reward_model import train_reward_model
+    from vidreward.train.reward_model_config import RewardModelTrainConfig
 
     rc = cfg.reward_models
     video = Path(rc.video_model) if rc.video_model else rm_dir / "video" / "model"
