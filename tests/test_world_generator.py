@@ -49,6 +49,8 @@ def test_reconstruction_loss_hand_computed():
     mask = torch.tensor([1.0, 0.0]).view(1, 1, 1, 1, 2)
     # per pixel: |e| + 0.5 e^2 -> 0.625 and 1.5; weighted mean (10 * 0.625 + 1 * 1.5) / 11 (same for 3 channels)
     assert reconstruction_loss(recon, target, mask, 10.0, 0.5).item() == pytest.approx((6.25 + 1.5) / 11)
+    # the L2 alone (l1_weight 0, l2_weight 1): e^2 -> 0.25 and 1; (10 * 0.25 + 1 * 1) / 11
+    assert reconstruction_loss(recon, target, mask, 10.0, 1.0, l1_weight=0.0).item() == pytest.approx(3.5 / 11)
 
 
 def test_reconstruction_loss_edge_term_hand_computed():

@@ -36,6 +36,8 @@ def _build_generator(args: argparse.Namespace) -> int:
             cfg.vae_decoder.latent_noise_max = args.vae_decoder_latent_noise
         if args.vae_decoder_lr is not None:
             cfg.vae_decoder.lr = args.vae_decoder_lr
+        if args.vae_decoder_loss == "l2":
+            cfg.vae_decoder.l1_weight, cfg.vae_decoder.l2_weight, cfg.vae_decoder.edge_weight = 0.0, 1.0, 0.0
     report = build_generator(cfg)
     log.info("build status: %s", report.get("status"))
     return 0 if report.get("status") in ("done", "vae_only", "exported_gate_passed") else 1
@@ -80,6 +82,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                        help="widen the shipped decoder to this base width (a whole multiple of it; function-"
                             "preserving, then fine-tuned) on the frozen encoder (default: its own width)")
     build.add_argument("--vae-decoder-lr", type=float, default=None, help="peak learning rate of the vae_decoder stage")
+    build.add_argument("--vae-decoder-loss", choices=("mixed", "l2"), default="mixed",
+                       help="vae_decoder loss: the recipe's L1 + L2 + edge mix, or the foreground-weighted L2 alone")
     build.add_argument("--ignore-vae-gate", action="store_true",
                        help="train the DiT even if the VAE gate failed (recorded in the report; for deadlines only)")
     build.set_defaults(func=_run_build)

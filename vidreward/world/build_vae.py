@@ -149,15 +149,15 @@ def decode_unclamped(vae, z: torch.Tensor) -> torch.Tensor:
 
 
 def reconstruction_loss(recon: torch.Tensor, target: torch.Tensor, mask: torch.Tensor, fg_weight: float,
-                        l2_weight: float, edge_weight: float = 0.0) -> torch.Tensor:
-    """Foreground-weighted L1 + lambda2 L2 (module doc); ``mask [B, 1, F, H, W]`` broadcasts over channels.
+                        l2_weight: float, edge_weight: float = 0.0, l1_weight: float = 1.0) -> torch.Tensor:
+    """Foreground-weighted lambda1 L1 + lambda2 L2 (module doc); ``mask [B, 1, F, H, W]`` broadcasts over channels.
 
     With ``edge_weight`` > 0 it adds edge_weight * sum_d sum_p w_p |D_d x^_p - D_d x_p| / sum_p w_p over the
     horizontal and vertical neighbour differences D_d (w_p the weight of the difference's first pixel).
     """
     weight = (1.0 + (fg_weight - 1.0) * mask).expand_as(target)  # [B, 3, F, H, W]
     err = recon - target
-    per_pixel = err.abs() + l2_weight * err.square()
+    per_pixel = l1_weight * err.abs() + l2_weight * err.square()
     loss = (weight * per_pixel).sum() / weight.sum()
     if edge_weight > 0:
         for dim in (-1, -2):

@@ -88,15 +88,18 @@ class DecoderStageConfig:
     """wall-clock cap of the stage in minutes (evaluation time excluded)"""
     fg_weight: float = 10.0
     """loss weight of object (and ring) pixels relative to background pixels"""
+    l1_weight: float = 1.0
+    """weight of the absolute error"""
     l2_weight: float = 0.5
-    """weight of the squared error next to the absolute error"""
+    """weight of the squared error (PSNR's own error; ``l1_weight=0, l2_weight=1, edge_weight=0`` trains for PSNR
+    alone)"""
     edge_weight: float = 1.0
     """weight of the image-gradient L1 (sharpness) term"""
     ring_px: int = 2
     """width of the ring around each object weighted like the object (edges and halos)"""
     latent_noise_max: float = 0.1
     """max std of the Gaussian noise added to a training latent, in normalised latent units (0 = clean latents)"""
-    eval_every: int = 100
+    eval_every: int = 250
     """steps between held-out evaluations (which stop the stage once target_fg_psnr and the gate are met)"""
     checkpoint_every: int = 25
     """steps between atomic training checkpoints"""
@@ -231,7 +234,7 @@ def train_vae_decoder(cfg: DecoderStageConfig, render_cfg: RenderConfig, vae_dir
             z = noisy_latent(vae, encode_mean(vae, video), cfg.latent_noise_max, rng)  # [B, z, F', H', W']
         recon = decode_unclamped(vae, z)  # [B, 3, F, H, W], unclamped
         loss = reconstruction_loss(recon, video, dilate(mask, cfg.ring_px), cfg.fg_weight, cfg.l2_weight,
-                                   cfg.edge_weight)
+                                   cfg.edge_weight, cfg.l1_weight)
         with torch.no_grad():
             fg = psnr(recon.clamp(-1, 1) * 0.5 + 0.5, video * 0.5 + 0.5, mask)
         return loss, {"fg_psnr": fg}
