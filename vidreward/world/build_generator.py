@@ -18,8 +18,9 @@ The result is written as a diffusers ``WanPipeline`` directory (``model_index.js
 package's ``vidreward/world/assets/generator``), plus ``build_report.json`` with every measured number.
 
 Follow-up stage ``vae_decoder`` (:mod:`.build_vae_decoder`; ``--vae-decoder-only``, i.e. ``stages=("vae_decoder",)``):
-fine-tunes only the decoder of the VAE already in ``--out`` (encoder frozen, so the DiT's latents stay valid) and
-replaces only ``<out>/vae`` when its gate passes; it runs alone and skips the stages above.
+fine-tunes only the decoder of the VAE already in ``--out`` (encoder frozen, so the DiT's latents stay valid; optionally
+widened first) and replaces only ``<out>/vae`` when its gate passes or every held-out metric improved; it runs alone
+and skips the stages above.
 """
 
 from __future__ import annotations

@@ -5,7 +5,7 @@ What a probe learned (shared/notes/world-probe.md) is built in: the encoder's **
 to [-1, 1], which passes no gradient on saturated pixels), lr about 2e-3, objects are large (the world's
 renderer guarantees >= 0.28 of the frame), and the reconstruction loss is weighted towards object pixels:
 
-    L = sum_p w_p (|x_p - x^_p| + lambda2 (x_p - x^_p)^2) / sum_p w_p,     w_p = fg_weight if p is on an object else 1
+    L = sum_p w_p (lambda1 |x_p - x^_p| + lambda2 (x_p - x^_p)^2) / sum_p w_p,     w_p = fg_weight on objects, else 1
 
 with x in [-1, 1] per channel, p over every (frame, pixel, channel). To keep object edges sharp at little cost
 the VAE patchifies 2x2 pixels (``patch_size=2``, Wan2.2-style) and has one 2x spatial / 2x temporal down-sampling

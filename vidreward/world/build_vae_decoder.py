@@ -3,13 +3,15 @@
 Why the decoder alone: the shipped DiT was trained on the encoder's posterior-mean latents, normalised with the
 VAE config's ``latents_mean`` / ``latents_std``. Freezing ``encoder`` and ``quant_conv`` keeps every latent,
 both statistics and so the trained DiT valid, while the decoder (``post_quant_conv`` + ``decoder``) learns to
-render those latents back sharply. The stage asserts the encoder is bit-exact before it exports.
+render those latents back sharply. The stage asserts the encoder is bit-exact before it exports. With
+``decoder_base_dim`` the decoder is first widened function-preservingly (:mod:`.widen`), so training starts from the
+shipped decoder's output with more channels to learn with.
 
 Loss (reused from :mod:`.build_vae`, never duplicated): the foreground-weighted reconstruction of the decoder's
 **unclamped** output, objects and a ``ring_px`` ring around them weighted ``fg_weight``, plus the edge term
 (image-gradient L1, ``edge_weight``) that fights the blur the oracle's VQ check catches:
 
-    L = sum_p w_p (|x_p - x^_p| + l2 (x_p - x^_p)^2) / sum_p w_p
+    L = sum_p w_p (l1 |x_p - x^_p| + l2 (x_p - x^_p)^2) / sum_p w_p
         + edge_weight * sum_d sum_p w_p |D_d (x^ - x)|_p / sum_p w_p
 
 Latent noise (robustness to DiT-generated latents): each training video's latent is decoded as
