@@ -8,8 +8,8 @@ renderer guarantees >= 0.28 of the frame), and the reconstruction loss is weight
     L = sum_p w_p (lambda1 |x_p - x^_p| + lambda2 (x_p - x^_p)^2) / sum_p w_p,     w_p = fg_weight on objects, else 1
 
 with x in [-1, 1] per channel, p over every (frame, pixel, channel) and lambda1 = 1 (the vae_decoder stage may change
-it). To keep object edges sharp at little cost
-the VAE patchifies 2x2 pixels (``patch_size=2``, Wan2.2-style) and has one 2x spatial / 2x temporal down-sampling
+it). To keep object edges sharp at little cost the VAE patchifies 2x2 pixels (``patch_size=2``, Wan2.2-style) and
+has one 2x spatial / 2x temporal down-sampling
 stage: 9 x 64 x 64 frames -> 5 x 16 x 16 latents of ``z_dim`` channels (``scale_factor_spatial = 4``,
 ``scale_factor_temporal = 2``). Training windows are 48 x 48 crops aligned to the latent grid (convolutions are
 translation-equivariant, so crops are cheap full-quality signal), first as 5-frame clips (first frame + one
