@@ -150,7 +150,13 @@ def test_export_replaces_only_the_vae(tiny_vae_dir):
     (gen / "build_report.json").write_text(json.dumps({"bench": 1}))
     torch.manual_seed(1)
     other = make_vae(VaeStageConfig(base_dim=16, z_dim=4))
+    other.save_pretrained(str(gen / "elsewhere"))
+    other = type(other).from_pretrained(str(gen / "elsewhere"))  # a model loaded from a path remembers it
+    (gen / "elsewhere" / "config.json").unlink()
+    (gen / "elsewhere" / "diffusion_pytorch_model.safetensors").unlink()
+    (gen / "elsewhere").rmdir()
     export_vae(other, gen)
+    assert "_name_or_path" not in json.loads((gen / "vae" / "config.json").read_text())  # no local path shipped
     loaded = load_decoder_trainable_vae(gen / "vae")
     assert all(torch.equal(v, other.state_dict()[k]) for k, v in loaded.state_dict().items())
     assert (gen / "transformer" / "weights.bin").read_bytes() == b"dit"

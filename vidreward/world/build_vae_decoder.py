@@ -293,6 +293,10 @@ def export_vae(vae, generator_dir: str | Path) -> None:
         if path.exists():
             shutil.rmtree(path)
     vae.save_pretrained(str(tmp), safe_serialization=True)
+    config_path = tmp / "config.json"
+    config = json.loads(config_path.read_text())
+    config.pop("_name_or_path", None)  # where this run loaded from: a local path, not part of the model
+    config_path.write_text(json.dumps(config, indent=2, sort_keys=True) + "\n")
     target = generator_dir / "vae"
     if target.exists():
         target.rename(old)
