@@ -18,14 +18,16 @@ from vidreward.generators.tiny import build_tiny_wan
 from vidreward.train import gran_dpo as gd
 from vidreward.train.checkpoint import list_checkpoints, load_checkpoint
 
-# Tolerances, from the measured spread (2 steps, lr 1e-3, 4096 LoRA elements): |diff| median 2.5e-9, 99th
-# percentile 9.7e-7, max 7.3e-5 (one element). The batched forward (B = 2) and the per-rank forwards (B = 1) round
-# differently in float32 (~1e-7 of each MSE), the DPO logit multiplies those MSE differences by beta * T = 2500, and
-# AdamW's normalised step m / (sqrt(v) + eps) turns that noise on elements whose
-# gradient is near zero or a winner-minus-loser near-cancellation into a fraction of an lr-sized step. A real
-# difference (another pair, noise or timestep, an un-averaged gradient) moves most elements by ~lr = 1e-3, so:
-# 99% of elements within 1e-5 (1% of one step) and every element within 1e-4 (10% of one step).
-ATOL_MOST, ATOL_ALL = 1e-5, 1e-4
+# Tolerances, from the measured spread (2 steps, lr 1e-3, 4096 LoRA elements). Session 2's machine: |diff| median
+# 2.5e-9, 99th percentile 9.7e-7, max 7.3e-5 (one element). Session 3's (another CPU, other float32 kernels):
+# median 1.9e-9, 99th percentile 9.4e-7, 99.9th 3.0e-6, max 1.7e-4 (one element; every other one < 1e-5). The
+# batched forward (B = 2) and the per-rank forwards (B = 1) round differently in float32 (~1e-7 of each MSE), the DPO
+# logit multiplies those MSE differences by beta * T = 2500, and AdamW's normalised step m / (sqrt(v) + eps) turns
+# that noise on elements whose gradient is near zero or a winner-minus-loser near-cancellation into a fraction of an
+# lr-sized step; how large a fraction depends on the machine's rounding. A real difference (another pair, noise or
+# timestep, an un-averaged gradient) moves most elements by ~lr = 1e-3, so: 99% of elements within 1e-5 (1% of one
+# step), 99.9% within 1e-4, and every element within 5e-4 (half of one step).
+ATOL_MOST, ATOL_NEARLY_ALL, ATOL_ALL = 1e-5, 1e-4, 5e-4
 
 
 @pytest.mark.timeout(120)
@@ -59,6 +61,7 @@ def test_two_ranks_match_single_process_with_double_batch(tmp_path):
         torch.testing.assert_close(got.trainable[key], value, rtol=0, atol=ATOL_ALL)
     diffs = torch.cat([(got.trainable[k] - v).abs().flatten() for k, v in expected.trainable.items()])
     assert float(torch.quantile(diffs, 0.99)) <= ATOL_MOST
+    assert float(torch.quantile(diffs, 0.999)) <= ATOL_NEARLY_ALL
 
     # the logged losses and implicit rewards are global means, so they agree as well, up to the same float32 MSE
     # rounding times beta * T = 2500 (measured: 3e-4 on the step-2 implicit rewards, 2e-4 on the losses)
