@@ -129,42 +129,38 @@ def _interpenetrate(spec: SceneSpec, rng: random.Random, cfg: RenderConfig):
     return spec, [other, mover]
 
 
-def _corrupted_scene(spec: SceneSpec, kind: str, rng: random.Random, cfg: RenderConfig):
-    """(spec, tracks) that a prompt-alignment or physics corruption renders (``rng`` as :func:`corrupt` seeds it)."""
-    if kind.startswith("wrong_"):
-        spec = _edited_spec(spec, kind, rng, cfg.num_frames)
-        return spec, scene_tracks(spec, cfg.num_frames, cfg.height, cfg.width)
-    tracks = scene_tracks(spec, cfg.num_frames, cfg.height, cfg.width)
-    i = rng.randrange(len(tracks))
-    if kind == "deformation":
-        _deform(tracks[i], rng, cfg.num_frames)
-    elif kind == "teleport":
-        _teleport(tracks[i], rng, cfg, vertical_ok=spec.objects[i].motion != "bounce")
-    else:
-        spec, tracks = _interpenetrate(spec, rng, cfg)
-    return spec, tracks
+def _rng(kind: str, seed: int) -> random.Random:
+    return random.Random(f"vidreward-world-corrupt-{kind}-{seed}")
 
 
 def corrupted_scene(spec: SceneSpec, kind: str, seed: int = 0, config: RenderConfig | None = None):
     """(spec, tracks) drawn by ``corrupt(spec, kind, seed, config)``: the edited spec / trajectories of a
     prompt-alignment or physics corruption, the clean ones for a pixel corruption (noise, blur, flicker)."""
-    cfg = config or RenderConfig()
     if kind not in TARGETS:
         raise ValueError(f"unknown corruption {kind!r}; choose one of {', '.join(CORRUPTIONS)}")
-    if kind in PIXEL_CORRUPTIONS:
-        return spec, scene_tracks(spec, cfg.num_frames, cfg.height, cfg.width)
-    return _corrupted_scene(spec, kind, random.Random(f"vidreward-world-corrupt-{kind}-{seed}"), cfg)
+    cfg = config or RenderConfig()
+    rng = _rng(kind, seed)
+    if kind.startswith("wrong_"):
+        spec = _edited_spec(spec, kind, rng, cfg.num_frames)
+    tracks = scene_tracks(spec, cfg.num_frames, cfg.height, cfg.width)
+    if kind in ("deformation", "teleport", "interpenetration"):
+        i = rng.randrange(len(tracks))
+        if kind == "deformation":
+            _deform(tracks[i], rng, cfg.num_frames)
+        elif kind == "teleport":
+            _teleport(tracks[i], rng, cfg, vertical_ok=spec.objects[i].motion != "bounce")
+        else:
+            spec, tracks = _interpenetrate(spec, rng, cfg)
+    return spec, tracks
 
 
 def corrupt(spec: SceneSpec, kind: str, seed: int = 0, config: RenderConfig | None = None) -> torch.Tensor:
     """Render ``spec`` with corruption ``kind`` -> float ``[F, 3, H, W]`` in [0, 1] (deterministic in seed)."""
-    if kind not in TARGETS:
-        raise ValueError(f"unknown corruption {kind!r}; choose one of {', '.join(CORRUPTIONS)}")
     cfg = config or RenderConfig()
-    rng = random.Random(f"vidreward-world-corrupt-{kind}-{seed}")
+    edited, tracks = corrupted_scene(spec, kind, seed, cfg)  # validates kind
     if kind not in PIXEL_CORRUPTIONS:
-        spec, tracks = _corrupted_scene(spec, kind, rng, cfg)
-        return render_tracks(tracks, spec.background, spec.lighting, cfg.height, cfg.width, cfg.num_frames)
+        return render_tracks(tracks, edited.background, edited.lighting, cfg.height, cfg.width, cfg.num_frames)
+    rng = _rng(kind, seed)
     video = render(spec, cfg)  # [F, 3, H, W]
     gen = torch.Generator().manual_seed(rng.randrange(2**31))
     if kind == "noise":
