@@ -24,7 +24,7 @@ import numpy as np
 import torch
 
 from vidreward.video_io import uniform_indices
-from vidreward.world.corrupt import PIXEL_CORRUPTIONS, corrupted_scene
+from vidreward.world.corrupt import corrupted_scene
 from vidreward.world.critic_align import COVER, MERGED_GRID, region_cover
 from vidreward.world.critic_data import EDITS, CriticExample, edited_scene
 from vidreward.world.motion import Track, scene_tracks
@@ -43,12 +43,10 @@ EXTRA_CONCEPTS: tuple[str, ...] = ("tiny", "stretched", "noise", "blur", "flicke
 
 def video_scene(spec: SceneSpec, source: str, seed: int, cfg: RenderConfig) -> tuple[SceneSpec, list[Track]]:
     """(scene, trajectories) that ``critic_data.make_video(spec, source, seed, cfg)`` draws."""
-    if source == "clean" or source in PIXEL_CORRUPTIONS:
-        return spec, scene_tracks(spec, cfg.num_frames, cfg.height, cfg.width)
-    if source in EDITS:
-        edited = edited_scene(spec, source, seed)
-        return edited, scene_tracks(edited, cfg.num_frames, cfg.height, cfg.width)
-    return corrupted_scene(spec, source, seed, cfg)
+    if source in ("clean", *EDITS):
+        scene = spec if source == "clean" else edited_scene(spec, source, seed)
+        return scene, scene_tracks(scene, cfg.num_frames, cfg.height, cfg.width)
+    return corrupted_scene(spec, source, seed, cfg)  # a pixel corruption draws the clean scene
 
 
 def size_concepts(track: Track, frame: int, cfg: RenderConfig) -> set[str]:

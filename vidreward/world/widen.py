@@ -45,7 +45,6 @@ def widen_decoder_state(narrow: dict[str, torch.Tensor], wide_shapes: dict[str, 
             raise ValueError(f"{name}: wide shape {shape} and narrow shape {tuple(tensor.shape)} differ in rank")
         chunks = next((n for key, n in CHUNKED_OUTPUTS.items() if f".{key}." in f".{name}"), 1)
         out = tensor
-        widened = False
         for dim, (new, old) in enumerate(zip(shape, tensor.shape)):
             if new == old:
                 continue
@@ -55,7 +54,7 @@ def widen_decoder_state(narrow: dict[str, torch.Tensor], wide_shapes: dict[str, 
             out = _repeat_channels(out, dim, factor, chunks if dim == 0 else 1)
             if dim == 1:
                 out = out / factor
-            widened = True
+        widened = out.shape != tensor.shape
         if widened and name.endswith(("to_qkv.weight", "to_qkv.bias")):
             factor = shape[0] // tensor.shape[0]
             q_rows = shape[0] // 3
