@@ -77,7 +77,8 @@ def child(mode: str, scale: str, model_dir: str, pairs: int, latent: list[int], 
     from vidreward.halo.grid import patch_mean
     from vidreward.lora import attach_lora, lora_parameters
     from vidreward.losses.gran_dpo import PairErrors, gran_dpo_loss
-    from vidreward.train.gran_dpo import PairBatch, pair_errors
+    from vidreward.train.gran_dpo import pair_errors
+    from vidreward.train.gran_dpo_data import PairBatch
 
     torch.set_num_threads(1)
     torch.manual_seed(0)

@@ -29,6 +29,7 @@ from vidreward.halo.grid import patch_mean
 from vidreward.halo.pairs import PreferencePair
 from vidreward.lora import lora_parameters
 from vidreward.train import gran_dpo as gd
+from vidreward.train import gran_dpo_data
 from vidreward.train.checkpoint import list_checkpoints, load_checkpoint
 from vidreward.train.guards import NonFiniteError
 
@@ -81,7 +82,7 @@ def test_reference_errors_are_the_base_model_and_policy_errors_the_lora_model(wa
             p.add_(0.2 * torch.randn(p.shape, generator=torch.Generator().manual_seed(p.numel())))
     base = load_generator(GeneratorConfig(path=str(wan), max_sequence_length=16))  # fresh, no LoRA
     chosen = [PreferencePair.from_dict(json.loads(line)) for line in pairs.read_text().splitlines()]
-    batch = gd.load_pair_batch(chosen, pairs.parent / "latents")
+    batch = gran_dpo_data.load_pair_batch(chosen, pairs.parent / "latents")
     g = torch.Generator().manual_seed(0)
     noise, t = torch.randn(3, *LATENT, generator=g), torch.tensor([50.0, 400.0, 900.0])
     grid = (3, 3)
@@ -215,7 +216,7 @@ def test_input_errors_name_the_problem(wan, pairs, tmp_path):
     with pytest.raises(ConfigError, match="nothing to train"):
         tiny_config(wan, pairs, tmp_path / "x", **{"loss.use_video_dpo": False, "loss.use_patch_dpo": False})
     with pytest.raises(ValueError, match="patch grid"):
-        gd.read_pairs(pairs, (2, 2))
+        gran_dpo_data.read_pairs(pairs, (2, 2))
     with pytest.raises(FileNotFoundError, match="candidate latent files are missing"):
         gd.train(tiny_config(wan, pairs, tmp_path / "x", **{"data.latents_dir": str(tmp_path / "nowhere")}))
     latents, meta = load_candidate_latents(candidate_latent_path(pairs.parent / "latents", "p1", "c2"))

@@ -33,13 +33,10 @@ from typing import Any
 
 import torch
 
-from vidreward.annotate.jsonl import read_jsonl
 from vidreward.config import to_dict
 from vidreward.critics.config import load_critic
-from vidreward.critics.queries import queries_from_record
 from vidreward.generators.registry import load_generator
 from vidreward.log import get_logger, progress
-from vidreward.rewards.base import RewardSample
 from vidreward.rewards.handoff import pixel_gradient
 from vidreward.rewards.rich_drf import RichDRFReward
 from vidreward.rewards.vanilla_drf import VanillaDRFReward
@@ -52,6 +49,7 @@ from vidreward.train.checkpoint import (
 from vidreward.train.data_stream import noise_generator, stream_indices
 from vidreward.train.distributed import cleanup_distributed, init_distributed, shard_fsdp2
 from vidreward.train.drf_config import DRFConfig
+from vidreward.train.drf_records import ReferenceFrames, load_records, make_samples
 from vidreward.train.guards import NonFiniteGuard
 from vidreward.train.loop import (
     assert_ranks_in_sync,
@@ -62,44 +60,10 @@ from vidreward.train.loop import (
     trainable_parameters,
 )
 from vidreward.train.metrics import MetricWriter
-from vidreward.video_io import read_video_frames, subsample_frames, write_video
+from vidreward.video_io import subsample_frames, write_video
 from vidreward.world.drf_data import prepare_world_data
 
 log = get_logger(__name__)
-
-
-# ---- data ------------------------------------------------------------------------------------------------
-def load_records(cfg: DRFConfig) -> list[dict[str, Any]]:
-    """Read the training JSONL (a bad line is an error naming its line); every record needs a caption."""
-    path = Path(cfg.data.path)
-    if not path.is_file():
-        raise FileNotFoundError(f"data.path {path} does not exist; point it at an annotation JSONL")
-    records = read_jsonl(path)
-    for record in records:
-        if not record.get("caption"):
-            raise ValueError(f"{path}: record {record.get('id')!r} has no caption")
-    if not records:
-        raise ValueError(f"{path} holds no records")
-    return records
-
-
-class ReferenceFrames:
-    """Loads and caches each record's reference frames ``[N_f, 3, H, W]`` in [0, 1]."""
-
-    def __init__(self, video_root: Path, num_frames: int) -> None:
-        self.video_root = video_root
-        self.num_frames = num_frames
-        self._cache: dict[str, torch.Tensor] = {}
-
-    def __call__(self, record: dict[str, Any]) -> torch.Tensor | None:
-        video = record.get("video")
-        if not video:
-            return None
-        path = Path(video) if Path(video).is_absolute() else self.video_root / video
-        key = str(path)
-        if key not in self._cache:
-            self._cache[key] = read_video_frames(path, self.num_frames).float() / 255.0
-        return self._cache[key]
 
 
 # ---- model -----------------------------------------------------------------------------------------------
@@ -108,16 +72,6 @@ def build_reward(cfg: DRFConfig, critic):
     if cfg.reward.kind == "vanilla":
         return VanillaDRFReward(critic, cfg.reward.vanilla_variant)
     return RichDRFReward(critic, tuple(cfg.reward.dimensions), cfg.reward.weights)
-
-
-def make_samples(cfg: DRFConfig, records: list[dict[str, Any]], references: ReferenceFrames) -> list[RewardSample]:
-    """Reward context of each record: caption, reference frames (if used) and its query set (rich)."""
-    out = []
-    for record in records:
-        reference = references(record) if cfg.reward.use_reference else None
-        queries = queries_from_record(record) if cfg.reward.kind == "rich" else []
-        out.append(RewardSample(record["caption"], reference, queries))
-    return out
 
 
 # ---- sampling for validation -----------------------------------------------------------------------------
