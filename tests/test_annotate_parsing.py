@@ -5,7 +5,13 @@ import random
 
 import pytest
 
-from vidreward.annotate.parsing import ParseError, parse_answer, parse_decomposition
+from vidreward.annotate.parsing import (
+    ParseError,
+    parse_answer,
+    parse_decomposition,
+    parse_json_list,
+    parse_mapping,
+)
 from vidreward.critics.queries import DECISION_KEYS, FACET_KEYS
 
 ENV = "A city street on a rainy day."
@@ -165,3 +171,19 @@ def test_non_text_input_is_a_parse_error():
             parse_decomposition(value)
         with pytest.raises(ParseError):
             parse_answer(value, "ta")
+
+
+@pytest.mark.parametrize(("reply", "expected"), [
+    ('Here you go:\n```json\n["a red ball", {"prompt": "b"}]\n```', ["a red ball", {"prompt": "b"}]),
+    ("[1, 2,]", None),  # broken JSON
+    ('{"not": "a list"}', None),
+    ("no brackets at all", None),
+    ("] backwards [", None),
+])
+def test_parse_json_list(reply, expected):
+    assert parse_json_list(reply) == expected
+
+
+def test_parse_mapping_reads_a_teacher_reply_with_repairs():
+    reply = "Sure!\n```\n{'visual quality': 7, \"dynamic degree\": \"6/10\",}\n```"
+    assert parse_mapping(reply) == {"visual quality": 7, "dynamic degree": "6/10"}

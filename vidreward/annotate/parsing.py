@@ -95,6 +95,18 @@ def parse_mapping(text: str) -> dict[str, Any] | None:
     return None
 
 
+def parse_json_list(text: str) -> list[Any] | None:
+    """The outermost ``[...]`` of ``text`` (inside code fences or other text) when it is a JSON list, else None."""
+    start, end = text.find("["), text.rfind("]")
+    if not 0 <= start < end:
+        return None
+    try:
+        value = json.loads(text[start : end + 1])
+    except json.JSONDecodeError:
+        return None
+    return value if isinstance(value, list) else None
+
+
 def scan_key_values(text: str, aliases: dict[str, str]) -> dict[str, str]:
     """Line scan for ``key: value`` where ``normalize_key(key)`` is in ``aliases`` (maps to canonical keys).
 

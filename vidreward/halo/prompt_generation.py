@@ -26,6 +26,8 @@ import re
 from collections.abc import Sequence
 from typing import Protocol
 
+from vidreward.annotate.parsing import parse_json_list
+
 FIG8_INSTRUCTION = """## Background
 
 You are an expert in generating user queries. I will provide you with an evaluation dimension, and your task is to generate user queries based on this dimension. The generated queries will be used as input for video generation models, allowing me to evaluate the quality of the generated videos based on the specified dimension. Your goal is to generate high-quality and diverse text queries that align with the provided evaluation dimension.
@@ -98,17 +100,6 @@ def _item_text(item: object) -> str | None:
     return None
 
 
-def _from_json_list(reply: str) -> list[object] | None:
-    start, end = reply.find("["), reply.rfind("]")
-    if start < 0 or end <= start:
-        return None
-    try:
-        data = json.loads(reply[start : end + 1])
-    except json.JSONDecodeError:
-        return None
-    return data if isinstance(data, list) else None
-
-
 def parse_candidate_prompts(reply: str) -> list[str]:
     """Candidate prompts from a reply, in order, stripped and de-duplicated (exact text).
 
@@ -116,7 +107,7 @@ def parse_candidate_prompts(reply: str) -> list[str]:
     ``prompt``-like key. If there is no valid JSON list, falls back to one prompt per non-empty line, with
     bullets, numbering and surrounding quotes removed. Raises :class:`PromptParseError` when nothing is found.
     """
-    items = _from_json_list(reply)
+    items = parse_json_list(reply)
     if items is not None:
         texts = [_item_text(item) for item in items]
         texts = [t for t in texts if t]

@@ -11,8 +11,9 @@ so that labels are produced by the paper's prompt. For a grid other than 3x3 onl
 
 from __future__ import annotations
 
-import json
 import re
+
+from vidreward.annotate.parsing import parse_mapping
 
 DIMENSIONS: tuple[str, ...] = (
     "visual quality",
@@ -113,17 +114,6 @@ def _to_score(value: object, dimension: str) -> float:
     return score
 
 
-def _from_json(reply: str) -> dict[str, object] | None:
-    start, end = reply.find("{"), reply.rfind("}")
-    if start < 0 or end <= start:
-        return None
-    try:
-        data = json.loads(reply[start : end + 1])
-    except json.JSONDecodeError:
-        return None
-    return data if isinstance(data, dict) else None
-
-
 def parse_teacher_scores(reply: str) -> dict[str, float]:
     """The five 0-10 scores of a teacher reply, keyed by :data:`DIMENSIONS` (in that order).
 
@@ -132,7 +122,7 @@ def parse_teacher_scores(reply: str) -> dict[str, float]:
     Raises :class:`TeacherParseError` naming the missing or invalid dimension.
     """
     found: dict[str, object] = {}
-    data = _from_json(reply)
+    data = parse_mapping(reply)
     if data is not None:
         for name, value in data.items():
             canonical = _CANONICAL.get(_key(str(name)))

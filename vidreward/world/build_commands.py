@@ -36,6 +36,8 @@ def _build_generator(args: argparse.Namespace) -> int:
             cfg.vae_decoder.latent_noise_max = args.vae_decoder_latent_noise
         if args.vae_decoder_lr is not None:
             cfg.vae_decoder.lr = args.vae_decoder_lr
+        if args.vae_decoder_eval_every is not None:
+            cfg.vae_decoder.eval_every = args.vae_decoder_eval_every
         if args.vae_decoder_loss == "l2":
             cfg.vae_decoder.l1_weight, cfg.vae_decoder.l2_weight, cfg.vae_decoder.edge_weight = 0.0, 1.0, 0.0
     report = build_generator(cfg)
@@ -82,6 +84,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                        help="widen the shipped decoder to this base width (a whole multiple of it; function-"
                             "preserving, then fine-tuned) on the frozen encoder (default: its own width)")
     build.add_argument("--vae-decoder-lr", type=float, default=None, help="peak learning rate of the vae_decoder stage")
+    build.add_argument("--vae-decoder-eval-every", type=int, default=None,
+                       help="steps between held-out evaluations of the vae_decoder stage (default 250)")
     build.add_argument("--vae-decoder-loss", choices=("mixed", "l2"), default="mixed",
                        help="vae_decoder loss: the recipe's L1 + L2 + edge mix, or the foreground-weighted L2 alone")
     build.add_argument("--ignore-vae-gate", action="store_true",
