@@ -13,7 +13,7 @@ import torch
 
 from vidreward.world.build_generator import ASSET_DIR
 from vidreward.world.build_loop import StageBudget, learning_rate
-from vidreward.world.build_vae import dilate, psnr, reconstruction_loss, render_with_masks
+from vidreward.world.build_vae import dilate, evaluate_vae, psnr, reconstruction_loss, render_with_masks
 from vidreward.world.captions import make_caption
 from vidreward.world.eval import BENCH_SAMPLING, evaluate_generator, generate_videos
 from vidreward.world.render import RenderConfig, render
@@ -126,10 +126,6 @@ def test_tokenizer_knows_every_world_word(shipped):
         assert ids[-1] == shipped.tokenizer.eos_token_id
 
 
-@pytest.mark.xfail(strict=True, reason="issue 5 open: the shipped tiny VAE reaches 24.4 dB foreground PSNR on this "
-                   "render (22.4 dB held-out), below the 25 dB gate, after 40 min of decoder-only fine-tuning on the "
-                   "foreground-weighted L2 (build stage vae_decoder, 1892 steps; shipped because every held-out metric "
-                   "improved); a passing run will flip this to XPASS (strict) so the marker must then be removed")
 def test_shipped_vae_reconstructs_a_clean_render(shipped):
     prompt = world_prompts("heldout", 1)[0]
     video, mask = render_with_masks([prompt], RenderConfig())  # [1, 3, 9, 64, 64] in [-1, 1]
@@ -137,6 +133,18 @@ def test_shipped_vae_reconstructs_a_clean_render(shipped):
         recon = shipped.vae.decode(shipped.vae.encode(video).latent_dist.mean).sample.clamp(-1, 1)
     fg = psnr(recon * 0.5 + 0.5, video * 0.5 + 0.5, mask)
     assert fg >= 25.0, f"foreground PSNR {fg:.2f} dB < 25 dB"
+
+
+@pytest.mark.xfail(strict=True, reason="issue 5 open: the shipped tiny VAE reaches 23.7 dB "
+                   "foreground PSNR pooled over the 48 held-out renders (oracle confirms 0.98), below the 25 dB target, "
+                   "after two decoder-only runs on the foreground-weighted L2 (40 + 105 min, build stage vae_decoder); "
+                   "91% of the foreground squared error sits in the 2 px band inside object edges (20.1 dB there, 32.2 dB in the interior); a passing VAE flips this to "
+                   "XPASS (strict), so the marker must then be removed")
+def test_shipped_vae_meets_the_heldout_gate(shipped):
+    """Issue 5's build target, as the build measures it: foreground PSNR pooled over the 48 held-out renders."""
+    metrics = evaluate_vae(shipped.vae, world_prompts("heldout", 48), RenderConfig())
+    assert metrics["fg_psnr"] >= 25.0, f"held-out foreground PSNR {metrics['fg_psnr']:.2f} dB < 25 dB"
+    assert metrics["oracle_confirm"] >= 0.9
 
 
 def test_shipped_generator_generates_like_wan_pipeline(shipped):

@@ -4,7 +4,9 @@ visual tokens are ideal?
 The vision tower is bypassed: each merged visual token is replaced by a *concept token*, the sum of the word
 embeddings of what that token's region really shows (:mod:`vidreward.world.critic_concepts`: background, lighting,
 object colour / shape / measured size, pixel defects) plus one learned base vector; concepts without a caption word
-(``tiny``, ``stretched``, ``noise``, ``blur``, ``flicker``) get learned vectors. The tokens enter the real
+(``tiny``, ``stretched``, ``noise``, ``blur``, ``flicker``) get learned vectors. A word's embedding is the mean over
+its single-token spellings (" bright", "Bright": the facet text says "Bright lighting."), the set the align stage
+scores visual tokens against. The tokens enter the real
 ``Qwen2_5_VLForConditionalGeneration`` through ``mm_encoder_outputs``, at the positions (and M-RoPE positions) of the
 video placeholders, so everything after the vision tower is the shipped critic's path. The language model and the
 concept vectors train on the build's stage (iii) examples (``--mode mixed``: every dimension; ``--mode ta_short``:
@@ -31,7 +33,7 @@ from transformers.modeling_outputs import BaseModelOutputWithPooling
 
 from vidreward.critics.vlm import VLMCritic
 from vidreward.world import critic_data as cd
-from vidreward.world.critic_align import CONCEPT_WORDS
+from vidreward.world.critic_align import CONCEPT_WORDS, concept_token_ids
 from vidreward.world.critic_batch import Batch, encode_batch
 from vidreward.world.critic_concepts import EXTRA_CONCEPTS, example_concepts
 from vidreward.world.critic_curriculum import CURRICULUM, curriculum_example, train_scene
@@ -47,15 +49,17 @@ class ConceptTokens(torch.nn.Module):
     def __init__(self, critic: VLMCritic):
         super().__init__()
         words = [c for c in CONCEPT_WORDS if c not in EXTRA_CONCEPTS]
-        tok = critic.tokenizer
-        self.word_ids = [tok(f" {w}", add_special_tokens=False)["input_ids"][0] for w in words]
-        self.index = {c: i for i, c in enumerate(words + list(EXTRA_CONCEPTS))}
+        spellings = concept_token_ids(critic.tokenizer)  # " bright", "Bright", ...: what the align stage scores
         self.embeddings = critic.model.get_input_embeddings().weight  # tied with the LM head
+        self.spelling_mean = torch.zeros(len(words), self.embeddings.shape[0])  # [n_words, vocab]
+        for i, w in enumerate(words):
+            self.spelling_mean[i, spellings[w]] = 1.0 / len(spellings[w])
+        self.index = {c: i for i, c in enumerate(words + list(EXTRA_CONCEPTS))}
         hidden = self.embeddings.shape[1]
         self.extra = torch.nn.Parameter(torch.randn(len(EXTRA_CONCEPTS) + 1, hidden) * 0.02)  # last: the base
 
     def forward(self, sets_per_video: list[list[set[str]]]) -> BaseModelOutputWithPooling:
-        table = torch.cat([self.embeddings[self.word_ids], self.extra])  # [n_concepts + 1, hidden]
+        table = torch.cat([self.spelling_mean @ self.embeddings, self.extra])  # [n_concepts + 1, hidden]
         videos = []
         for tokens in sets_per_video:
             multi_hot = torch.zeros(len(tokens), len(self.index) + 1)  # [n_tokens, n_concepts + 1]
@@ -127,6 +131,10 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--mode", choices=("mixed", "ta_short"), default="mixed")
     parser.add_argument("--eval-every", type=int, default=200)
+    parser.add_argument("--facets", default="", help="comma-separated TA facets to train on (ta_short; default all)")
+    parser.add_argument("--schedule", default="",
+                        help="ta_short curriculum 'Facet:steps;Facet:steps;...': stage s trains on its facet half of "
+                             "the time and on the earlier stages' facets the other half (overrides --steps/--facets)")
     parser.add_argument("--init-state", default="", help="state.pt of an earlier run to start from")
     args = parser.parse_args()
     torch.set_num_threads(1)
@@ -163,6 +171,21 @@ def main() -> None:
                     hits.setdefault(e.dimension if args.mode == "mixed" else e.facet, []).append(int(p == e.label))
         return {k: round(sum(v) / len(v), 3) for k, v in hits.items()}
 
+    facets = [f for f in args.facets.split(",") if f] or list(cd.TA_FACETS)
+    stages = [(unit.rsplit(":", 1)[0], int(unit.rsplit(":", 1)[1])) for unit in args.schedule.split(";") if unit]
+    if stages:
+        args.steps = sum(n for _, n in stages)
+
+    def facet_for(step: int, rng: random.Random) -> str:
+        if not stages:
+            return rng.choice(facets)
+        end = 0
+        for s, (facet, n) in enumerate(stages):
+            end += n
+            if step <= end:
+                return facet if s == 0 or rng.random() < 0.5 else rng.choice([f for f, _ in stages[:s]])
+        return rng.choice([f for f, _ in stages])
+
     log, t0 = [], time.time()
     for step in range(1, args.steps + 1):
         for group in optimizer.param_groups:
@@ -175,7 +198,7 @@ def main() -> None:
             else:
                 seed, spec = train_scene(rng, rcfg.num_frames)
                 ex, n = cd.make_example(spec, "ta", ("Yes", "No")[i % 2], seed, rcfg, 10,
-                                        facet=rng.choice(cd.TA_FACETS), short=True), 10
+                                        facet=facet_for(step, rng), short=True), 10
             examples.append(ex)
             n_frames.append(n)
         batch = encode_batch(critic, examples, n_frames, decision_weight=20.0)
