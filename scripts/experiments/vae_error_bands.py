@@ -1,0 +1,65 @@
+"""Experiment: where a world VAE's foreground error sits (object interiors, the band inside edges, frames).
+
+Encodes and decodes (posterior mean, clamped decode, as :func:`vidreward.world.build_vae.evaluate_vae`) the first
+``--videos`` held-out renders and prints, per region, the PSNR of that region (dB, peak 1, pooled over videos and
+channels) and its share of the foreground squared error:
+
+- ``fg``: object pixels (the build's foreground PSNR);
+- ``fg interior``: object pixels more than ``--band`` px from the background (the mask eroded by ``--band``);
+- ``fg edge band``: object pixels within ``--band`` px of the background;
+- ``ring outside``: background pixels within ``--band`` px of an object (its share is relative to ``fg`` too);
+- ``bg far``: the rest of the background;
+- ``fg frame f``: object pixels of frame f.
+
+    .venv/bin/python scripts/experiments/vae_error_bands.py [--vae DIR]
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+
+import torch
+
+from vidreward.world.build_generator import ASSET_DIR
+from vidreward.world.build_vae import dilate, encode_mean, render_with_masks
+from vidreward.world.render import RenderConfig
+from vidreward.world.splits import world_prompts
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--vae", default=str(ASSET_DIR / "vae"), help="AutoencoderKLWan directory")
+    parser.add_argument("--videos", type=int, default=48, help="held-out renders (the build evaluates 48)")
+    parser.add_argument("--band", type=int, default=2, help="edge band width in pixels")
+    args = parser.parse_args()
+    torch.set_num_threads(1)
+    from diffusers import AutoencoderKLWan
+
+    vae = AutoencoderKLWan.from_pretrained(args.vae).eval()
+    cfg = RenderConfig()
+    prompts = world_prompts("heldout", args.videos, num_frames=cfg.num_frames)
+    totals: dict[str, list[float]] = {}  # region -> [squared error, pixel count x channels]
+    with torch.no_grad():
+        for start in range(0, len(prompts), 8):
+            video, mask = render_with_masks(prompts[start:start + 8], cfg)  # [B, 3, F, H, W], [B, 1, F, H, W]
+            recon = vae.decode(encode_mean(vae, video)).sample.clamp(-1, 1)
+            err = ((recon - video) * 0.5).square().sum(1, keepdim=True)  # [B, 1, F, H, W], summed over channels
+            interior = 1 - dilate(1 - mask, args.band)
+            near = dilate(mask, args.band)
+            regions = {"fg": mask, "fg interior": interior, "fg edge band": mask - interior,
+                       "ring outside": near - mask, "bg far": 1 - near}
+            regions.update({f"fg frame {f}": mask * (torch.arange(cfg.num_frames) == f).view(1, 1, -1, 1, 1)
+                            for f in range(cfg.num_frames)})
+            for name, region in regions.items():
+                total = totals.setdefault(name, [0.0, 0.0])
+                total[0] += float((err * region).sum())
+                total[1] += float(region.sum()) * 3
+    fg_error = totals["fg"][0]
+    print(f"{'region':16s} {'PSNR dB':>8s} {'share of fg error':>18s} {'pixels':>9s}")
+    for name, (sq, n) in totals.items():
+        print(f"{name:16s} {10 * math.log10(n / max(sq, 1e-12)):8.2f} {sq / fg_error:18.3f} {n / 3:9.0f}")
+
+
+if __name__ == "__main__":
+    main()
