@@ -14,6 +14,27 @@ TA facets asked with the short question) with the build's weighted answer NLL. H
 held-out set, or 96 balanced short TA questions) is printed every ``--eval-every`` steps with and without the
 concept tokens rolled across examples (the shuffled-frames control) and written to ``<out>/log.json``.
 
+``--where`` adds what the default concept tokens lack, where an object starts and how it moves: every token an
+object covers (>= ``COVER``, either frame of the patch) also gets the word embeddings of the object's start cell
+(:data:`WHERE_WORDS`: row 0 -> "top"/"upper", row 2 -> "bottom"/"lower", column 0 -> "left", column 2 -> "right",
+the middle row or column -> "center"/"middle"/"centre") and a learned vector for its motion (one per motion, so the
+motion "left" does not collide with the place "left"). It asks whether Location and Motion become learnable once
+they are readable from the tokens; it does not say that a vision tower can produce them.
+
+``--gated "F1,F2,..."`` is a curriculum gated on accuracy: phase k trains on facet F_k half of the time (the
+earlier facets the other half) until F_k's running batch accuracy over its last ``--gate-window`` examples reaches
+``--gate-acc`` (at least 50 steps), or after ``--gate-cap`` steps; then the next facet; after the last one, all
+facets uniformly until ``--steps``. Phase changes are printed and logged.
+
+``--occlude`` drops the background and lighting words from tokens that hold an object, so an object token carries
+only the object's words (a sparser, more distinct token; asks whether the summed scene words drown the object's).
+
+``--broadcast`` makes every token of a temporal patch carry what the whole patch shows: the union of its tokens'
+concepts, plus a learned vector per (colour, shape) pair present (``pair:<colour>-<shape>``, so "the triangle is
+magenta" is not confused with a magenta circle beside a blue triangle). It asks whether object facets become as
+easy as Environment once the language model can read them by pooling over all video tokens instead of retrieving
+a few (a vision tower's attention within a temporal patch could broadcast them; not measured here).
+
 If the language model cannot learn a dimension from ideal tokens, no vision tower will teach it; if it can, the
 critic build reduces to regressing the vision tower onto these tokens.
 
@@ -26,21 +47,57 @@ import argparse
 import json
 import random
 import time
+from collections import deque
 from pathlib import Path
 
 import torch
 from transformers.modeling_outputs import BaseModelOutputWithPooling
 
 from vidreward.critics.vlm import VLMCritic
+from vidreward.video_io import uniform_indices
 from vidreward.world import critic_data as cd
-from vidreward.world.critic_align import CONCEPT_WORDS, concept_token_ids
+from vidreward.world.critic_align import CONCEPT_WORDS, COVER, concept_token_ids, region_cover
 from vidreward.world.critic_batch import Batch, encode_batch
-from vidreward.world.critic_concepts import EXTRA_CONCEPTS, example_concepts
+from vidreward.world.critic_concepts import EXTRA_CONCEPTS, example_concepts, video_scene
 from vidreward.world.critic_curriculum import CURRICULUM, curriculum_example, train_scene
 from vidreward.world.critic_model import CriticArch, build_critic_model, train_tokenizer
-from vidreward.world.render import RenderConfig
-from vidreward.world.scene import sample_scene
+from vidreward.world.render import RenderConfig, shape_masks
+from vidreward.world.scene import BACKGROUND_COLORS, LIGHTING, MOTIONS, OBJECT_COLORS, SHAPES, sample_scene
 from vidreward.world.splits import split_of
+
+#: start-cell concepts of ``--where`` -> their words (row / column index 1 is the centre of either axis)
+WHERE_WORDS: dict[str, tuple[str, ...]] = {"top": ("top", "upper"), "bottom": ("bottom", "lower"), "left": ("left",),
+                                           "right": ("right",), "center": ("center", "middle", "centre")}
+ROW_WHERE: tuple[str, str, str] = ("top", "center", "bottom")
+COL_WHERE: tuple[str, str, str] = ("left", "center", "right")
+
+
+def where_sets(ex: cd.CriticExample, n_frames: int, rcfg: RenderConfig) -> list[set[str]]:
+    """Per merged token of ``ex``'s video: ``where:<cell word>`` and ``motion:<motion>`` of the objects covering it."""
+    scene, tracks = video_scene(ex.scene, ex.source, ex.seed, rcfg)
+    idx = uniform_indices(rcfg.num_frames, n_frames)
+    covers = [region_cover(shape_masks(t, rcfg.height, rcfg.width))[idx] for t in tracks]  # [N_f, 3, 3] each
+    out = []
+    for t in range(n_frames // 2):
+        for r in range(3):
+            for c in range(3):
+                words: set[str] = set()
+                for obj, cov in zip(scene.objects, covers):
+                    if max(cov[2 * t, r, c], cov[2 * t + 1, r, c]) >= COVER:
+                        words |= {f"where:{ROW_WHERE[obj.row]}", f"where:{COL_WHERE[obj.col]}", f"motion:{obj.motion}"}
+                out.append(words)
+    return out
+
+
+def spelling_ids(tokenizer, words: tuple[str, ...]) -> list[int]:
+    """Ids of the single-token spellings of ``words`` (as :func:`concept_token_ids`)."""
+    ids: list[int] = []
+    for word in words:
+        for text in (f" {word}", word, f" {word.capitalize()}", word.capitalize()):
+            pieces = tokenizer(text, add_special_tokens=False)["input_ids"]
+            if len(pieces) == 1 and pieces[0] not in ids:
+                ids.append(pieces[0])
+    return ids
 
 
 class ConceptTokens(torch.nn.Module):
@@ -48,15 +105,18 @@ class ConceptTokens(torch.nn.Module):
 
     def __init__(self, critic: VLMCritic):
         super().__init__()
-        words = [c for c in CONCEPT_WORDS if c not in EXTRA_CONCEPTS]
+        words = [c for c in CONCEPT_WORDS if c not in EXTRA_CONCEPTS] + [f"where:{w}" for w in WHERE_WORDS]
         spellings = concept_token_ids(critic.tokenizer)  # " bright", "Bright", ...: what the align stage scores
+        spellings.update({f"where:{w}": spelling_ids(critic.tokenizer, v) for w, v in WHERE_WORDS.items()})
         self.embeddings = critic.model.get_input_embeddings().weight  # tied with the LM head
         self.spelling_mean = torch.zeros(len(words), self.embeddings.shape[0])  # [n_words, vocab]
         for i, w in enumerate(words):
             self.spelling_mean[i, spellings[w]] = 1.0 / len(spellings[w])
-        self.index = {c: i for i, c in enumerate(words + list(EXTRA_CONCEPTS))}
+        learned = list(EXTRA_CONCEPTS) + [f"motion:{m}" for m in MOTIONS] + [
+            f"pair:{c}-{s}" for c in OBJECT_COLORS for s in SHAPES]
+        self.index = {c: i for i, c in enumerate(words + learned)}
         hidden = self.embeddings.shape[1]
-        self.extra = torch.nn.Parameter(torch.randn(len(EXTRA_CONCEPTS) + 1, hidden) * 0.02)  # last: the base
+        self.extra = torch.nn.Parameter(torch.randn(len(learned) + 1, hidden) * 0.02)  # last: the base
 
     def forward(self, sets_per_video: list[list[set[str]]]) -> BaseModelOutputWithPooling:
         table = torch.cat([self.spelling_mean @ self.embeddings, self.extra])  # [n_concepts + 1, hidden]
@@ -107,9 +167,39 @@ def short_ta_held_out(rcfg: RenderConfig, count: int = 96) -> list[cd.CriticExam
     return out
 
 
-def concept_sets(examples, n_frames, rcfg, shuffle: bool = False) -> list[list[set[str]]]:
-    """Per video in prompt order (video, then reference); ``shuffle`` rolls the generated video's tokens."""
+OBJECT_WORDS = frozenset((*OBJECT_COLORS, *SHAPES))
+
+
+def broadcast_sets(ex: cd.CriticExample, tokens: list[set[str]], n_frames: int, rcfg: RenderConfig) -> list[set[str]]:
+    """Every token of a temporal patch gets the union of the patch's concepts and its (colour, shape) pairs."""
+    scene, tracks = video_scene(ex.scene, ex.source, ex.seed, rcfg)
+    idx = uniform_indices(rcfg.num_frames, n_frames)
+    covers = [region_cover(shape_masks(t, rcfg.height, rcfg.width))[idx] for t in tracks]  # [N_f, 3, 3] each
+    out = []
+    for t in range(n_frames // 2):
+        patch = set().union(*tokens[9 * t:9 * t + 9])
+        for track, cov in zip(tracks, covers):
+            if cov[2 * t:2 * t + 2].max() >= COVER:
+                patch |= {f"pair:{track.color}-{track.shapes[int(idx[2 * t])]}"}
+        out.extend([set(patch) for _ in range(9)])
+    return out
+
+
+def concept_sets(examples, n_frames, rcfg, shuffle: bool = False, where: bool = False,
+                 occlude: bool = False, broadcast: bool = False) -> list[list[set[str]]]:
+    """Per video in prompt order (video, then reference); ``shuffle`` rolls the generated video's tokens;
+    ``where`` adds :func:`where_sets` to the generated video's tokens; ``occlude`` drops the background and
+    lighting words of object tokens."""
     sets = [example_concepts(e, n, rcfg) for e, n in zip(examples, n_frames)]
+    if occlude:
+        sets = [[[t - set(BACKGROUND_COLORS) - set(LIGHTING) if t & OBJECT_WORDS else t for t in video]
+                 for video in per_example] for per_example in sets]
+    if where:
+        for e, n, per_video in zip(examples, n_frames, sets):
+            per_video[0] = [a | b for a, b in zip(per_video[0], where_sets(e, n, rcfg))]
+    if broadcast:
+        for e, n, per_video in zip(examples, n_frames, sets):
+            per_video[0] = broadcast_sets(e, per_video[0], n, rcfg)
     if shuffle:
         rolled = [list(s) for s in sets]
         groups: dict[str, list[int]] = {}
@@ -136,6 +226,13 @@ def main() -> None:
                         help="ta_short curriculum 'Facet:steps;Facet:steps;...': stage s trains on its facet half of "
                              "the time and on the earlier stages' facets the other half (overrides --steps/--facets)")
     parser.add_argument("--init-state", default="", help="state.pt of an earlier run to start from")
+    parser.add_argument("--where", action="store_true", help="add start-cell words and motion vectors to tokens")
+    parser.add_argument("--occlude", action="store_true", help="object tokens without background/lighting words")
+    parser.add_argument("--broadcast", action="store_true", help="every token carries its temporal patch's concepts")
+    parser.add_argument("--gated", default="", help="accuracy-gated curriculum 'Facet,Facet,...' (module doc)")
+    parser.add_argument("--gate-acc", type=float, default=0.95)
+    parser.add_argument("--gate-window", type=int, default=128, help="new-facet examples in the running accuracy")
+    parser.add_argument("--gate-cap", type=int, default=2000, help="max steps of one gated phase")
     args = parser.parse_args()
     torch.set_num_threads(1)
     out, rcfg = Path(args.out), RenderConfig()
@@ -166,7 +263,8 @@ def main() -> None:
             for s in range(0, len(held), 32):
                 part = held[s:s + 32]
                 batch = encode_batch(critic, part, [10] * len(part))
-                _, preds = answer_loss(model, batch, concepts(concept_sets(part, [10] * len(part), rcfg, shuffle)))
+                sets = concept_sets(part, [10] * len(part), rcfg, shuffle, args.where, args.occlude, args.broadcast)
+                _, preds = answer_loss(model, batch, concepts(sets))
                 for e, p in zip(part, preds):
                     hits.setdefault(e.dimension if args.mode == "mixed" else e.facet, []).append(int(p == e.label))
         return {k: round(sum(v) / len(v), 3) for k, v in hits.items()}
@@ -176,7 +274,15 @@ def main() -> None:
     if stages:
         args.steps = sum(n for _, n in stages)
 
+    gated = [f for f in args.gated.split(",") if f]
+    gate = {"phase": 0, "start": 1, "recent": deque(maxlen=args.gate_window)}
+
     def facet_for(step: int, rng: random.Random) -> str:
+        if gated:
+            k = gate["phase"]
+            if k >= len(gated):
+                return rng.choice(gated)
+            return gated[k] if k == 0 or rng.random() < 0.5 else rng.choice(gated[:k])
         if not stages:
             return rng.choice(facets)
         end = 0
@@ -202,11 +308,24 @@ def main() -> None:
             examples.append(ex)
             n_frames.append(n)
         batch = encode_batch(critic, examples, n_frames, decision_weight=20.0)
-        loss, preds = answer_loss(model, batch, concepts(concept_sets(examples, n_frames, rcfg)))
+        loss, preds = answer_loss(model, batch, concepts(concept_sets(examples, n_frames, rcfg, where=args.where,
+                                                                          occlude=args.occlude,
+                                                                          broadcast=args.broadcast)))
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(params, 1.0)
         optimizer.step()
+        if gated and gate["phase"] < len(gated):
+            new = gated[gate["phase"]]
+            gate["recent"].extend(int(p == e.label) for p, e in zip(preds, examples) if e.facet == new and e.label)
+            in_phase = step - gate["start"] + 1
+            full = len(gate["recent"]) == gate["recent"].maxlen
+            running = sum(gate["recent"]) / max(len(gate["recent"]), 1)
+            if (in_phase >= 50 and full and running >= args.gate_acc) or in_phase >= args.gate_cap:
+                print(f"step {step} phase {new} done after {in_phase} steps (running acc {running:.2f})", flush=True)
+                log.append({"step": step, "phase_done": new, "phase_steps": in_phase, "running_acc": running})
+                gate.update(phase=gate["phase"] + 1, start=step + 1)
+                gate["recent"].clear()
         if step % 20 == 0:
             scored = [(p, e.label) for p, e in zip(preds, examples) if e.label]
             print(f"step {step} loss {loss.item():.3f} batch acc {sum(p == y for p, y in scored) / len(scored):.2f} "

@@ -11,6 +11,9 @@ channels) and its share of the foreground squared error:
 - ``bg far``: the rest of the background;
 - ``fg frame f``: object pixels of frame f.
 
+With ``--per-video`` it also prints every video's foreground PSNR, its share of the pooled foreground error, its
+object pixels per frame and its caption, worst share first.
+
     .venv/bin/python scripts/experiments/vae_error_bands.py [--vae DIR]
 """
 
@@ -32,6 +35,7 @@ def main() -> None:
     parser.add_argument("--vae", default=str(ASSET_DIR / "vae"), help="AutoencoderKLWan directory")
     parser.add_argument("--videos", type=int, default=48, help="held-out renders (the build evaluates 48)")
     parser.add_argument("--band", type=int, default=2, help="edge band width in pixels")
+    parser.add_argument("--per-video", action="store_true", help="also list each video's foreground PSNR")
     args = parser.parse_args()
     torch.set_num_threads(1)
     from diffusers import AutoencoderKLWan
@@ -40,11 +44,15 @@ def main() -> None:
     cfg = RenderConfig()
     prompts = world_prompts("heldout", args.videos, num_frames=cfg.num_frames)
     totals: dict[str, list[float]] = {}  # region -> [squared error, pixel count x channels]
+    per_video: list[tuple[float, float, str]] = []  # (fg squared error, fg pixels x channels, caption)
     with torch.no_grad():
         for start in range(0, len(prompts), 8):
             video, mask = render_with_masks(prompts[start:start + 8], cfg)  # [B, 3, F, H, W], [B, 1, F, H, W]
             recon = vae.decode(encode_mean(vae, video)).sample.clamp(-1, 1)
             err = ((recon - video) * 0.5).square().sum(1, keepdim=True)  # [B, 1, F, H, W], summed over channels
+            for b in range(video.shape[0]):
+                per_video.append((float((err[b] * mask[b]).sum()), float(mask[b].sum()) * 3,
+                                  prompts[start + b].caption))
             interior = 1 - dilate(1 - mask, args.band)
             near = dilate(mask, args.band)
             regions = {"fg": mask, "fg interior": interior, "fg edge band": mask - interior,
@@ -59,6 +67,11 @@ def main() -> None:
     print(f"{'region':16s} {'PSNR dB':>8s} {'share of fg error':>18s} {'pixels':>9s}")
     for name, (sq, n) in totals.items():
         print(f"{name:16s} {10 * math.log10(n / max(sq, 1e-12)):8.2f} {sq / fg_error:18.3f} {n / 3:9.0f}")
+    if args.per_video:
+        print(f"\n{'fg PSNR':>8s} {'share':>6s} {'px/frame':>8s}  caption")
+        for sq, n, caption in sorted(per_video, key=lambda row: -row[0]):
+            print(f"{10 * math.log10(n / max(sq, 1e-12)):8.2f} {sq / fg_error:6.3f} {n / 3 / cfg.num_frames:8.0f}  "
+                  f"{caption}")
 
 
 if __name__ == "__main__":
