@@ -15,6 +15,13 @@ scenes for training, held-out-split scenes for the printed held-out accuracy). T
 
 If this fails, the visual tokens are not what stops the critic: the language model's training is.
 
+``--aux-share p`` (Environment, Lighting, Color Requirement only): a share p of the training examples keep the
+prompt but end the assistant turn with ``Video shows:`` (target: the video's value word, e.g. " dim", the
+background or the first object's colour) or ``Question asks:`` (target: the question's value word). Each of these
+has a direct gradient to one of the two words the Yes/No answer compares, which the Yes/No target alone does not:
+there, either word alone carries no information about the label (an XOR), so attention to it is not rewarded
+until both are attended.
+
     .venv/bin/python scripts/experiments/critic_text_lm.py --facet "Color Requirement" --steps 1500
 """
 
@@ -42,18 +49,31 @@ def describe(ex: cd.CriticExample, cfg: RenderConfig) -> str:
     return f"Video: a {scene.background} background, {scene.lighting} light, " + " and ".join(objects) + "."
 
 
+def value_word(scene, facet: str) -> str:
+    """The word of ``scene`` that a ``facet`` question names (background, lighting, first object's colour)."""
+    return {"Environment": scene.background, "Lighting": scene.lighting,
+            "Color Requirement": scene.objects[0].color}[facet]
+
+
 def make_examples(tokenizer, facet: str, split: str, count: int, seed: int, cfg: RenderConfig,
-                  answer_ids: tuple[int, int]) -> list[tuple[list[int], int]]:
-    """``count`` balanced (prompt ids, answer id) pairs of ``split`` scenes from ``seed`` on."""
+                  answer_ids: tuple[int, int], aux: bool = False) -> list[tuple[list[int], int, list[int]]]:
+    """``count`` balanced (prompt ids, answer id, auxiliary pairs) of ``split`` scenes from ``seed`` on; with ``aux``
+    the auxiliary pairs are the (ids, target) of the ``Video shows:`` and ``Question asks:`` prompts (module doc)."""
     out = []
     while len(out) < count:
         spec = sample_scene(seed)
         if split_of(spec) == split:
             label = ("Yes", "No")[len(out) % 2]
             ex = cd.make_example(spec, "ta", label, seed, cfg, 10, facet=facet, short=True)
-            text = (f"<|im_start|>user\n{describe(ex, cfg)} {ex.question}<|im_end|>\n<|im_start|>assistant\n"
-                    '{"answer": "')
-            out.append((tokenizer(text, add_special_tokens=False)["input_ids"], answer_ids[label == "No"]))
+            user = f"<|im_start|>user\n{describe(ex, cfg)} {ex.question}<|im_end|>\n<|im_start|>assistant\n"
+            ids = tokenizer(user + '{"answer": "', add_special_tokens=False)["input_ids"]
+            extra: list = []
+            if aux:
+                drawn, _ = video_scene(ex.scene, ex.source, ex.seed, cfg)
+                for prefix, scene in (("Video shows:", drawn), ("Question asks:", ex.scene)):
+                    word = tokenizer(f" {value_word(scene, facet)}", add_special_tokens=False)["input_ids"][0]
+                    extra.append((tokenizer(user + prefix, add_special_tokens=False)["input_ids"], word))
+            out.append((ids, answer_ids[label == "No"], extra))
         seed += 1
     return out
 
@@ -65,6 +85,7 @@ def main() -> None:
     parser.add_argument("--lr", type=float, default=3e-3)
     parser.add_argument("--train-examples", type=int, default=3000)
     parser.add_argument("--held-out", type=int, default=200)
+    parser.add_argument("--aux-share", type=float, default=0.0, help="share of auxiliary word targets (doc)")
     args = parser.parse_args()
     torch.set_num_threads(1)
     cfg = RenderConfig()
@@ -73,7 +94,7 @@ def main() -> None:
     tok = processor.tokenizer
     answer_ids = tuple(tok.convert_tokens_to_ids(["Yes", "No"]))
     t0 = time.time()
-    train = make_examples(tok, args.facet, "train", args.train_examples, 1, cfg, answer_ids)
+    train = make_examples(tok, args.facet, "train", args.train_examples, 1, cfg, answer_ids, args.aux_share > 0)
     held = make_examples(tok, args.facet, "heldout", args.held_out, cd.HELD_OUT_SEED0, cfg, answer_ids)
     print(f"data: {len(train)} train, {len(held)} held-out examples in {time.time() - t0:.0f}s", flush=True)
     params = [p for n, p in model.named_parameters() if not n.startswith("model.visual")]
@@ -83,27 +104,33 @@ def main() -> None:
     optimizer = torch.optim.AdamW(params, lr=args.lr, weight_decay=0.0)
 
     def loss_and_accuracy(batch: list[tuple[list[int], int]]) -> tuple[torch.Tensor, float]:
+        """Next-token CE at the last prompt position; accuracy of Yes vs No on the Yes/No rows."""
         length = max(len(ids) for ids, _ in batch)
         ids = torch.tensor([[tok.pad_token_id] * (length - len(i)) + i for i, _ in batch])  # [B, L], left-padded
         mask = (ids != tok.pad_token_id).long()
         logits = model(input_ids=ids, attention_mask=mask).logits[:, -1].float()  # [B, V]
         target = torch.tensor([t for _, t in batch])
         yes, no = answer_ids
+        decision = (target == yes) | (target == no)
         pred = torch.where(logits[:, yes] > logits[:, no], yes, no)
-        return torch.nn.functional.cross_entropy(logits, target), float((pred == target).float().mean())
+        acc = float((pred == target)[decision].float().mean()) if decision.any() else float("nan")
+        return torch.nn.functional.cross_entropy(logits, target), acc
 
     rng = random.Random(0)
     for step in range(1, args.steps + 1):
         for group in optimizer.param_groups:
             group["lr"] = args.lr * min(1.0, step / 50)
-        loss, acc = loss_and_accuracy(rng.sample(train, 32))
+        batch = []
+        for ids, target, extra in rng.sample(train, 32):
+            batch.append(rng.choice(extra) if extra and rng.random() < args.aux_share else (ids, target))
+        loss, acc = loss_and_accuracy(batch)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(params, 1.0)
         optimizer.step()
         if step % 100 == 0:
             with torch.no_grad():
-                held_acc = sum(loss_and_accuracy(held[i:i + 50])[1] * len(held[i:i + 50])
+                held_acc = sum(loss_and_accuracy([(i_, t) for i_, t, _ in held[i:i + 50]])[1] * len(held[i:i + 50])
                                for i in range(0, len(held), 50)) / len(held)
             print(f"step {step} loss {loss.item():.3f} batch acc {acc:.2f} held-out {held_acc:.3f} "
                   f"{time.time() - t0:.0f}s", flush=True)
