@@ -35,6 +35,11 @@ magenta" is not confused with a magenta circle beside a blue triangle). It asks 
 easy as Environment once the language model can read them by pooling over all video tokens instead of retrieving
 a few (a vision tower's attention within a temporal patch could broadcast them; not measured here).
 
+``--aux-share p`` (as in ``critic_text_lm.py``): a share p of the ``ta_short`` training examples keep video and
+question but are answered ``Video shows: <word>`` (the drawn scene's value of the facet: background, lighting,
+first object's colour / shape / motion / start cell) or ``Question asks: <word>`` (the prompt's value), the word
+weighted like a decision token. Each gives a direct gradient to one side of the comparison the Yes/No answer needs.
+
 If the language model cannot learn a dimension from ideal tokens, no vision tower will teach it; if it can, the
 critic build reduces to regressing the vision tower onto these tokens.
 
@@ -44,6 +49,7 @@ critic build reduces to regressing the vision tower onto these tokens.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import random
 import time
@@ -170,6 +176,34 @@ def short_ta_held_out(rcfg: RenderConfig, count: int = 96) -> list[cd.CriticExam
 OBJECT_WORDS = frozenset((*OBJECT_COLORS, *SHAPES))
 
 
+def facet_value(scene, facet: str) -> str:
+    """The words of ``scene`` that a short ``facet`` question names (first object for the object facets)."""
+    obj = scene.objects[0]
+    return {"Environment": scene.background, "Lighting": scene.lighting, "Color Requirement": obj.color,
+            "Object(s)": obj.shape, "Objects' Motion": obj.motion,
+            "Object Location / Spatial Distribution": f"{ROW_WHERE[obj.row]} {COL_WHERE[obj.col]}"}[facet]
+
+
+AUX_HEADS: tuple[str, str] = ("Video shows:", "Question asks:")
+
+
+def aux_example(ex: cd.CriticExample, rcfg: RenderConfig, video_side: bool) -> cd.CriticExample:
+    """``ex`` answered with the video's (or the question's) value words of its facet (no decision token; the
+    first value token is up-weighted by :func:`weight_aux_values`)."""
+    scene = video_scene(ex.scene, ex.source, ex.seed, rcfg)[0] if video_side else ex.scene
+    answer = f"{AUX_HEADS[0 if video_side else 1]} {facet_value(scene, ex.facet)}"
+    return dataclasses.replace(ex, answer=answer, label=None, decision_chars=[], eval_char=None)
+
+
+def weight_aux_values(batch: Batch, examples: list[cd.CriticExample], tokenizer, weight: float) -> None:
+    """Give the first value token of every auxiliary answer the decision weight (in place)."""
+    for b, ex in enumerate(examples):
+        head = next((h for h in AUX_HEADS if ex.label is None and ex.answer.startswith(h)), None)
+        if head is not None:
+            j = len(tokenizer(head, add_special_tokens=False)["input_ids"])  # answer token j: the value's first
+            batch.weights[b, (batch.labels[b] >= 0).nonzero()[j, 0]] = weight
+
+
 def broadcast_sets(ex: cd.CriticExample, tokens: list[set[str]], n_frames: int, rcfg: RenderConfig) -> list[set[str]]:
     """Every token of a temporal patch gets the union of the patch's concepts and its (colour, shape) pairs."""
     scene, tracks = video_scene(ex.scene, ex.source, ex.seed, rcfg)
@@ -227,6 +261,7 @@ def main() -> None:
                              "the time and on the earlier stages' facets the other half (overrides --steps/--facets)")
     parser.add_argument("--init-state", default="", help="state.pt of an earlier run to start from")
     parser.add_argument("--where", action="store_true", help="add start-cell words and motion vectors to tokens")
+    parser.add_argument("--aux-share", type=float, default=0.0, help="share of auxiliary word answers (doc)")
     parser.add_argument("--occlude", action="store_true", help="object tokens without background/lighting words")
     parser.add_argument("--broadcast", action="store_true", help="every token carries its temporal patch's concepts")
     parser.add_argument("--gated", default="", help="accuracy-gated curriculum 'Facet,Facet,...' (module doc)")
@@ -305,9 +340,13 @@ def main() -> None:
                 seed, spec = train_scene(rng, rcfg.num_frames)
                 ex, n = cd.make_example(spec, "ta", ("Yes", "No")[i % 2], seed, rcfg, 10,
                                         facet=facet_for(step, rng), short=True), 10
+                if args.aux_share and rng.random() < args.aux_share:
+                    ex = aux_example(ex, rcfg, video_side=rng.random() < 0.5)
             examples.append(ex)
             n_frames.append(n)
         batch = encode_batch(critic, examples, n_frames, decision_weight=20.0)
+        if args.aux_share:
+            weight_aux_values(batch, examples, critic.tokenizer, 20.0)
         loss, preds = answer_loss(model, batch, concepts(concept_sets(examples, n_frames, rcfg, where=args.where,
                                                                           occlude=args.occlude,
                                                                           broadcast=args.broadcast)))

@@ -12,7 +12,8 @@ channels) and its share of the foreground squared error:
 - ``fg frame f``: object pixels of frame f.
 
 With ``--per-video`` it also prints every video's foreground PSNR, its share of the pooled foreground error, its
-object pixels per frame and its caption, worst share first.
+object pixels per frame and its caption, worst share first, then the foreground PSNR pooled per lighting, per
+background and per (lighting, background) group.
 
     .venv/bin/python scripts/experiments/vae_error_bands.py [--vae DIR]
 """
@@ -44,15 +45,16 @@ def main() -> None:
     cfg = RenderConfig()
     prompts = world_prompts("heldout", args.videos, num_frames=cfg.num_frames)
     totals: dict[str, list[float]] = {}  # region -> [squared error, pixel count x channels]
-    per_video: list[tuple[float, float, str]] = []  # (fg squared error, fg pixels x channels, caption)
+    per_video: list[tuple[float, float, str, str, str]] = []  # (fg sq. error, fg px x channels, caption, light, bg)
     with torch.no_grad():
         for start in range(0, len(prompts), 8):
             video, mask = render_with_masks(prompts[start:start + 8], cfg)  # [B, 3, F, H, W], [B, 1, F, H, W]
             recon = vae.decode(encode_mean(vae, video)).sample.clamp(-1, 1)
             err = ((recon - video) * 0.5).square().sum(1, keepdim=True)  # [B, 1, F, H, W], summed over channels
             for b in range(video.shape[0]):
+                spec = prompts[start + b].spec
                 per_video.append((float((err[b] * mask[b]).sum()), float(mask[b].sum()) * 3,
-                                  prompts[start + b].caption))
+                                  prompts[start + b].caption, spec.lighting, spec.background))
             interior = 1 - dilate(1 - mask, args.band)
             near = dilate(mask, args.band)
             regions = {"fg": mask, "fg interior": interior, "fg edge band": mask - interior,
@@ -69,9 +71,17 @@ def main() -> None:
         print(f"{name:16s} {10 * math.log10(n / max(sq, 1e-12)):8.2f} {sq / fg_error:18.3f} {n / 3:9.0f}")
     if args.per_video:
         print(f"\n{'fg PSNR':>8s} {'share':>6s} {'px/frame':>8s}  caption")
-        for sq, n, caption in sorted(per_video, key=lambda row: -row[0]):
+        for sq, n, caption, _, _ in sorted(per_video, key=lambda row: -row[0]):
             print(f"{10 * math.log10(n / max(sq, 1e-12)):8.2f} {sq / fg_error:6.3f} {n / 3 / cfg.num_frames:8.0f}  "
                   f"{caption}")
+        groups: dict[str, list[float]] = {}  # group -> [squared error, pixels x channels, videos]
+        for sq, n, _, light, bg in per_video:
+            for key in (light, bg, f"{light}/{bg}"):
+                total = groups.setdefault(key, [0.0, 0.0, 0])
+                total[0], total[1], total[2] = total[0] + sq, total[1] + n, total[2] + 1
+        print(f"\n{'group':14s} {'videos':>6s} {'fg PSNR':>8s}")
+        for key, (sq, n, count) in sorted(groups.items()):
+            print(f"{key:14s} {count:6d} {10 * math.log10(n / max(sq, 1e-12)):8.2f}")
 
 
 if __name__ == "__main__":
