@@ -62,7 +62,13 @@ from transformers.modeling_outputs import BaseModelOutputWithPooling
 from vidreward.critics.vlm import VLMCritic
 from vidreward.video_io import uniform_indices
 from vidreward.world import critic_data as cd
-from vidreward.world.critic_align import CONCEPT_WORDS, COVER, concept_token_ids, region_cover
+from vidreward.world.critic_align import (
+    CONCEPT_WORDS,
+    COVER,
+    concept_token_ids,
+    region_cover,
+    single_token_spellings,
+)
 from vidreward.world.critic_batch import Batch, encode_batch
 from vidreward.world.critic_concepts import EXTRA_CONCEPTS, example_concepts, video_scene
 from vidreward.world.critic_curriculum import CURRICULUM, curriculum_example, train_scene
@@ -95,17 +101,6 @@ def where_sets(ex: cd.CriticExample, n_frames: int, rcfg: RenderConfig) -> list[
     return out
 
 
-def spelling_ids(tokenizer, words: tuple[str, ...]) -> list[int]:
-    """Ids of the single-token spellings of ``words`` (as :func:`concept_token_ids`)."""
-    ids: list[int] = []
-    for word in words:
-        for text in (f" {word}", word, f" {word.capitalize()}", word.capitalize()):
-            pieces = tokenizer(text, add_special_tokens=False)["input_ids"]
-            if len(pieces) == 1 and pieces[0] not in ids:
-                ids.append(pieces[0])
-    return ids
-
-
 class ConceptTokens(torch.nn.Module):
     """Concept sets -> token vectors: sum of the concepts' vectors (word embeddings or learned) + a base vector."""
 
@@ -113,7 +108,7 @@ class ConceptTokens(torch.nn.Module):
         super().__init__()
         words = [c for c in CONCEPT_WORDS if c not in EXTRA_CONCEPTS] + [f"where:{w}" for w in WHERE_WORDS]
         spellings = concept_token_ids(critic.tokenizer)  # " bright", "Bright", ...: what the align stage scores
-        spellings.update({f"where:{w}": spelling_ids(critic.tokenizer, v) for w, v in WHERE_WORDS.items()})
+        spellings.update({f"where:{w}": single_token_spellings(critic.tokenizer, v) for w, v in WHERE_WORDS.items()})
         self.embeddings = critic.model.get_input_embeddings().weight  # tied with the LM head
         self.spelling_mean = torch.zeros(len(words), self.embeddings.shape[0])  # [n_words, vocab]
         for i, w in enumerate(words):

@@ -61,17 +61,23 @@ COVER = 0.12
 MERGED_GRID = 3
 
 
+def single_token_spellings(tokenizer, words: tuple[str, ...]) -> list[int]:
+    """Ids of the spellings " word", "word", " Word", "Word" of ``words`` that are one token, without repeats."""
+    ids: list[int] = []
+    for word in words:
+        for text in (f" {word}", word, f" {word.capitalize()}", word.capitalize()):
+            pieces = tokenizer(text, add_special_tokens=False)["input_ids"]
+            if len(pieces) == 1 and pieces[0] not in ids:
+                ids.append(pieces[0])
+    return ids
+
+
 def concept_token_ids(tokenizer) -> dict[str, list[int]]:
     """Concept -> ids of every single-token spelling (" red", "red", " Red", "Red"); the first token of " word"
     when no spelling is a single token."""
     out: dict[str, list[int]] = {}
     for concept, words in CONCEPT_WORDS.items():
-        ids: list[int] = []
-        for word in words:
-            for text in (f" {word}", word, f" {word.capitalize()}", word.capitalize()):
-                pieces = tokenizer(text, add_special_tokens=False)["input_ids"]
-                if len(pieces) == 1 and pieces[0] not in ids:
-                    ids.append(pieces[0])
+        ids = single_token_spellings(tokenizer, words)
         if not ids:
             ids.append(tokenizer(f" {words[0]}", add_special_tokens=False)["input_ids"][0])
         out[concept] = ids
