@@ -257,6 +257,9 @@ def main() -> None:
     parser.add_argument("--init-state", default="", help="state.pt of an earlier run to start from")
     parser.add_argument("--where", action="store_true", help="add start-cell words and motion vectors to tokens")
     parser.add_argument("--aux-share", type=float, default=0.0, help="share of auxiliary word answers (doc)")
+    parser.add_argument("--held-out-per-facet", type=int, default=16,
+                        help="ta_short held-out questions per facet (16 has shortcuts: Colour's Nos are mostly "
+                             "triangles, so 0.69 needs no colour)")
     parser.add_argument("--occlude", action="store_true", help="object tokens without background/lighting words")
     parser.add_argument("--broadcast", action="store_true", help="every token carries its temporal patch's concepts")
     parser.add_argument("--gated", default="", help="accuracy-gated curriculum 'Facet,Facet,...' (module doc)")
@@ -279,7 +282,8 @@ def main() -> None:
         state = torch.load(args.init_state)
         model.load_state_dict(state["model"])
         concepts.extra.data.copy_(state["extra"])
-    held = cd.held_out_examples(48, rcfg) if args.mode == "mixed" else short_ta_held_out(rcfg)
+    held = cd.held_out_examples(48, rcfg) if args.mode == "mixed" else short_ta_held_out(
+        rcfg, args.held_out_per_facet * len(cd.TA_FACETS))
     params = [p for n, p in model.named_parameters() if not n.startswith("model.visual")] + [concepts.extra]
     model.model.visual.requires_grad_(False)
     for p in params:
