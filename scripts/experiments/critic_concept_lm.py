@@ -60,20 +60,19 @@ import torch
 from transformers.modeling_outputs import BaseModelOutputWithPooling
 
 from vidreward.critics.vlm import VLMCritic
-from vidreward.video_io import uniform_indices
 from vidreward.world import critic_data as cd
 from vidreward.world.critic_align import (
     CONCEPT_WORDS,
     COVER,
     concept_token_ids,
-    region_cover,
     single_token_spellings,
+    subsample_covers,
 )
 from vidreward.world.critic_batch import Batch, encode_batch
 from vidreward.world.critic_concepts import EXTRA_CONCEPTS, example_concepts, video_scene
 from vidreward.world.critic_curriculum import CURRICULUM, curriculum_example, train_scene
 from vidreward.world.critic_model import CriticArch, build_critic_model, train_tokenizer
-from vidreward.world.render import RenderConfig, shape_masks
+from vidreward.world.render import RenderConfig
 from vidreward.world.scene import BACKGROUND_COLORS, LIGHTING, MOTIONS, OBJECT_COLORS, SHAPES, sample_scene
 from vidreward.world.splits import split_of
 
@@ -87,8 +86,7 @@ COL_WHERE: tuple[str, str, str] = ("left", "center", "right")
 def where_sets(ex: cd.CriticExample, n_frames: int, rcfg: RenderConfig) -> list[set[str]]:
     """Per merged token of ``ex``'s video: ``where:<cell word>`` and ``motion:<motion>`` of the objects covering it."""
     scene, tracks = video_scene(ex.scene, ex.source, ex.seed, rcfg)
-    idx = uniform_indices(rcfg.num_frames, n_frames)
-    covers = [region_cover(shape_masks(t, rcfg.height, rcfg.width))[idx] for t in tracks]  # [N_f, 3, 3] each
+    _, covers = subsample_covers(tracks, n_frames, rcfg)  # [N_f, 3, 3] each
     out = []
     for t in range(n_frames // 2):
         for r in range(3):
@@ -201,9 +199,8 @@ def weight_aux_values(batch: Batch, examples: list[cd.CriticExample], tokenizer,
 
 def broadcast_sets(ex: cd.CriticExample, tokens: list[set[str]], n_frames: int, rcfg: RenderConfig) -> list[set[str]]:
     """Every token of a temporal patch gets the union of the patch's concepts and its (colour, shape) pairs."""
-    scene, tracks = video_scene(ex.scene, ex.source, ex.seed, rcfg)
-    idx = uniform_indices(rcfg.num_frames, n_frames)
-    covers = [region_cover(shape_masks(t, rcfg.height, rcfg.width))[idx] for t in tracks]  # [N_f, 3, 3] each
+    _, tracks = video_scene(ex.scene, ex.source, ex.seed, rcfg)
+    idx, covers = subsample_covers(tracks, n_frames, rcfg)  # [N_f], [N_f, 3, 3] each
     out = []
     for t in range(n_frames // 2):
         patch = set().union(*tokens[9 * t:9 * t + 9])
@@ -218,7 +215,8 @@ def concept_sets(examples, n_frames, rcfg, shuffle: bool = False, where: bool = 
                  occlude: bool = False, broadcast: bool = False) -> list[list[set[str]]]:
     """Per video in prompt order (video, then reference); ``shuffle`` rolls the generated video's tokens;
     ``where`` adds :func:`where_sets` to the generated video's tokens; ``occlude`` drops the background and
-    lighting words of object tokens."""
+    lighting words of object tokens; ``broadcast`` replaces the generated video's tokens by
+    :func:`broadcast_sets`."""
     sets = [example_concepts(e, n, rcfg) for e, n in zip(examples, n_frames)]
     if occlude:
         sets = [[[t - set(BACKGROUND_COLORS) - set(LIGHTING) if t & OBJECT_WORDS else t for t in video]

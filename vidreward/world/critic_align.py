@@ -96,13 +96,18 @@ def region_cover(masks: np.ndarray) -> np.ndarray:
     return out
 
 
+def subsample_covers(tracks: list, n_frames: int, cfg: RenderConfig) -> tuple[np.ndarray, list[np.ndarray]]:
+    """The ``n_frames`` subsampled frame indices ``[N_f]`` and, per track, its region cover there ``[N_f, 3, 3]``."""
+    idx = uniform_indices(cfg.num_frames, n_frames)
+    return idx, [region_cover(shape_masks(t, cfg.height, cfg.width))[idx] for t in tracks]
+
+
 def token_concepts(spec: SceneSpec, source: str, n_frames: int, cfg: RenderConfig) -> list[set[str]]:
     """Concepts of every merged token of the ``n_frames``-frame subsample, in (t, row, col) order."""
     if n_frames % 2:
         raise ValueError(f"n_frames={n_frames}: Qwen2.5-VL packs frames in temporal patches of 2; use an even count")
-    idx = uniform_indices(cfg.num_frames, n_frames)
     tracks = scene_tracks(spec, cfg.num_frames, cfg.height, cfg.width)
-    covers = [region_cover(shape_masks(t, cfg.height, cfg.width))[idx] for t in tracks]  # [N_f, 3, 3] each
+    _, covers = subsample_covers(tracks, n_frames, cfg)  # [N_f, 3, 3] each
     shared = {spec.background, spec.lighting} | ({source} if source in QUALITY_SOURCES else set())
     out = []
     for t in range(n_frames // 2):

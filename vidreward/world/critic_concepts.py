@@ -23,12 +23,11 @@ import math
 import numpy as np
 import torch
 
-from vidreward.video_io import uniform_indices
 from vidreward.world.corrupt import corrupted_scene
-from vidreward.world.critic_align import COVER, MERGED_GRID, region_cover
+from vidreward.world.critic_align import COVER, MERGED_GRID, subsample_covers
 from vidreward.world.critic_data import EDITS, CriticExample, edited_scene
 from vidreward.world.motion import Track, scene_tracks
-from vidreward.world.render import RenderConfig, render, shape_masks
+from vidreward.world.render import RenderConfig, render
 from vidreward.world.scene import SIZES, SceneSpec
 
 #: side (fraction of the frame) below which an object is ``tiny`` (a shrinking deformation)
@@ -68,8 +67,7 @@ def token_concepts(scene: SceneSpec, tracks: list[Track], source: str, n_frames:
     """Concepts of every merged token of the ``n_frames``-frame subsample, in (t, row, col) order."""
     if n_frames % 2:
         raise ValueError(f"n_frames={n_frames}: Qwen2.5-VL packs frames in temporal patches of 2; use an even count")
-    idx = uniform_indices(cfg.num_frames, n_frames)
-    covers = [region_cover(shape_masks(t, cfg.height, cfg.width))[idx] for t in tracks]  # [N_f, 3, 3] each
+    idx, covers = subsample_covers(tracks, n_frames, cfg)  # [N_f], [N_f, 3, 3] each
     shared = {scene.background, scene.lighting} | ({source} if source in ("noise", "blur") else set())
     out = []
     for t in range(n_frames // 2):
