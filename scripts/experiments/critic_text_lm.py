@@ -32,31 +32,29 @@ import random
 import time
 
 import torch
+from critic_concept_lm import AUX_HEADS, facet_value  # the same auxiliary answers (this script's directory)
 
 from vidreward.world import critic_data as cd
 from vidreward.world.critic_concepts import video_scene
 from vidreward.world.critic_model import CriticArch, build_critic_model, train_tokenizer
 from vidreward.world.render import RenderConfig
-from vidreward.world.scene import sample_scene
+from vidreward.world.scene import SceneSpec, sample_scene
 from vidreward.world.splits import split_of
 
+#: facets whose value words the description holds (the ones ``--aux-share`` can ask for)
+DESCRIBED_FACETS: tuple[str, ...] = ("Environment", "Lighting", "Color Requirement")
 
-def describe(ex: cd.CriticExample, cfg: RenderConfig) -> str:
-    """The drawn scene of ``ex`` in words (objects in a seed-fixed random order)."""
-    scene, _ = video_scene(ex.scene, ex.source, ex.seed, cfg)
+
+def describe(scene: SceneSpec, seed: int) -> str:
+    """``scene`` (the one a video draws) in words, its objects in a ``seed``-fixed random order."""
     objects = [f"a {o.size} {o.color} {o.shape}" for o in scene.objects]
-    random.Random(ex.seed).shuffle(objects)
+    random.Random(seed).shuffle(objects)
     return f"Video: a {scene.background} background, {scene.lighting} light, " + " and ".join(objects) + "."
 
 
-def value_word(scene, facet: str) -> str:
-    """The word of ``scene`` that a ``facet`` question names (background, lighting, first object's colour)."""
-    return {"Environment": scene.background, "Lighting": scene.lighting,
-            "Color Requirement": scene.objects[0].color}[facet]
-
-
 def make_examples(tokenizer, facet: str, split: str, count: int, seed: int, cfg: RenderConfig,
-                  answer_ids: tuple[int, int], aux: bool = False) -> list[tuple[list[int], int, list[int]]]:
+                  answer_ids: tuple[int, int], aux: bool = False
+                  ) -> list[tuple[list[int], int, list[tuple[list[int], int]]]]:
     """``count`` balanced (prompt ids, answer id, auxiliary pairs) of ``split`` scenes from ``seed`` on; with ``aux``
     the auxiliary pairs are the (ids, target) of the ``Video shows:`` and ``Question asks:`` prompts (module doc)."""
     out = []
@@ -65,13 +63,13 @@ def make_examples(tokenizer, facet: str, split: str, count: int, seed: int, cfg:
         if split_of(spec) == split:
             label = ("Yes", "No")[len(out) % 2]
             ex = cd.make_example(spec, "ta", label, seed, cfg, 10, facet=facet, short=True)
-            user = f"<|im_start|>user\n{describe(ex, cfg)} {ex.question}<|im_end|>\n<|im_start|>assistant\n"
+            drawn, _ = video_scene(ex.scene, ex.source, ex.seed, cfg)
+            user = f"<|im_start|>user\n{describe(drawn, ex.seed)} {ex.question}<|im_end|>\n<|im_start|>assistant\n"
             ids = tokenizer(user + '{"answer": "', add_special_tokens=False)["input_ids"]
-            extra: list = []
+            extra: list[tuple[list[int], int]] = []
             if aux:
-                drawn, _ = video_scene(ex.scene, ex.source, ex.seed, cfg)
-                for prefix, scene in (("Video shows:", drawn), ("Question asks:", ex.scene)):
-                    word = tokenizer(f" {value_word(scene, facet)}", add_special_tokens=False)["input_ids"][0]
+                for prefix, scene in zip(AUX_HEADS, (drawn, ex.scene)):
+                    word = tokenizer(f" {facet_value(scene, facet)}", add_special_tokens=False)["input_ids"][0]
                     extra.append((tokenizer(user + prefix, add_special_tokens=False)["input_ids"], word))
             out.append((ids, answer_ids[label == "No"], extra))
         seed += 1
@@ -87,6 +85,8 @@ def main() -> None:
     parser.add_argument("--held-out", type=int, default=200)
     parser.add_argument("--aux-share", type=float, default=0.0, help="share of auxiliary word targets (doc)")
     args = parser.parse_args()
+    if args.aux_share and args.facet not in DESCRIBED_FACETS:
+        parser.error(f"--aux-share needs a facet the description names: one of {DESCRIBED_FACETS}")
     torch.set_num_threads(1)
     cfg = RenderConfig()
     with torch.device("cpu"):
