@@ -109,7 +109,7 @@ def main() -> None:
         loss.backward()
         opt.step()
         if step % 50 == 0:
-            log.append({"step": step, "rec": float(rec), "anchor": float(anchor), "s": time.time() - t0})
+            log.append({"step": step, "rec": rec.item(), "anchor": anchor.item(), "s": time.time() - t0})
             print(json.dumps(log[-1]), flush=True)
         step += 1
     vae.eval()
