@@ -39,6 +39,10 @@ a few (a vision tower's attention within a temporal patch could broadcast them; 
 question but are answered ``Video shows: <word>`` (the drawn scene's value of the facet: background, lighting,
 first object's colour / shape / motion / start cell) or ``Question asks: <word>`` (the prompt's value), the word
 weighted like a decision token. Each gives a direct gradient to one side of the comparison the Yes/No answer needs.
+``--aux-keyed`` names the facet in those prefixes (``Video Lighting:`` / ``Question Lighting:``).
+
+``--question-first`` gives the critic :data:`vidreward.world.critic_model.QWEN_VL_TEXT_FIRST_CHAT_TEMPLATE`, so the
+question comes before the video and every visual token sees it.
 
 If the language model cannot learn a dimension from ideal tokens, no vision tower will teach it; if it can, the
 critic build reduces to regressing the vision tower onto these tokens.
@@ -71,7 +75,12 @@ from vidreward.world.critic_align import (
 from vidreward.world.critic_batch import Batch, encode_batch
 from vidreward.world.critic_concepts import EXTRA_CONCEPTS, example_concepts, video_scene
 from vidreward.world.critic_curriculum import CURRICULUM, curriculum_example, train_scene
-from vidreward.world.critic_model import CriticArch, build_critic_model, train_tokenizer
+from vidreward.world.critic_model import (
+    QWEN_VL_TEXT_FIRST_CHAT_TEMPLATE,
+    CriticArch,
+    build_critic_model,
+    train_tokenizer,
+)
 from vidreward.world.render import RenderConfig
 from vidreward.world.scene import BACKGROUND_COLORS, LIGHTING, MOTIONS, OBJECT_COLORS, SHAPES, sample_scene
 from vidreward.world.splits import split_of
@@ -180,18 +189,26 @@ def facet_value(scene, facet: str) -> str:
 AUX_HEADS: tuple[str, str] = ("Video shows:", "Question asks:")
 
 
-def aux_example(ex: cd.CriticExample, rcfg: RenderConfig, video_side: bool) -> cd.CriticExample:
+def aux_heads(facet: str, keyed: bool) -> tuple[str, str]:
+    """The two auxiliary answer prefixes: :data:`AUX_HEADS`, or with ``keyed`` ones that name the facet
+    (``Video Lighting:`` / ``Question Lighting:``), so the target's facet is read next to the answer."""
+    return (f"Video {facet}:", f"Question {facet}:") if keyed else AUX_HEADS
+
+
+def aux_example(ex: cd.CriticExample, rcfg: RenderConfig, video_side: bool, keyed: bool = False
+                ) -> cd.CriticExample:
     """``ex`` answered with the video's (or the question's) value words of its facet (no decision token; the
     first value token is up-weighted by :func:`weight_aux_values`)."""
     scene = video_scene(ex.scene, ex.source, ex.seed, rcfg)[0] if video_side else ex.scene
-    answer = f"{AUX_HEADS[0 if video_side else 1]} {facet_value(scene, ex.facet)}"
+    answer = f"{aux_heads(ex.facet, keyed)[0 if video_side else 1]} {facet_value(scene, ex.facet)}"
     return dataclasses.replace(ex, answer=answer, label=None, decision_chars=[], eval_char=None)
 
 
 def weight_aux_values(batch: Batch, examples: list[cd.CriticExample], tokenizer, weight: float) -> None:
     """Give the first value token of every auxiliary answer the decision weight (in place)."""
     for b, ex in enumerate(examples):
-        head = next((h for h in AUX_HEADS if ex.label is None and ex.answer.startswith(h)), None)
+        heads = (*AUX_HEADS, *aux_heads(ex.facet, True))
+        head = next((h for h in heads if ex.label is None and ex.answer.startswith(h)), None)
         if head is not None:
             j = len(tokenizer(head, add_special_tokens=False)["input_ids"])  # answer token j: the value's first
             batch.weights[b, (batch.labels[b] >= 0).nonzero()[j, 0]] = weight
@@ -255,6 +272,9 @@ def main() -> None:
     parser.add_argument("--init-state", default="", help="state.pt of an earlier run to start from")
     parser.add_argument("--where", action="store_true", help="add start-cell words and motion vectors to tokens")
     parser.add_argument("--aux-share", type=float, default=0.0, help="share of auxiliary word answers (doc)")
+    parser.add_argument("--aux-keyed", action="store_true", help="auxiliary prefixes that name the facet")
+    parser.add_argument("--question-first", action="store_true",
+                        help="the question before the video (critic_model.QWEN_VL_TEXT_FIRST_CHAT_TEMPLATE)")
     parser.add_argument("--held-out-per-facet", type=int, default=16,
                         help="ta_short held-out questions per facet (16 has shortcuts: Colour's Nos are mostly "
                              "triangles, so 0.69 needs no colour)")
@@ -274,6 +294,8 @@ def main() -> None:
         model.save_pretrained(init, safe_serialization=True)
         processor.save_pretrained(init)
     critic = VLMCritic.from_pretrained(init)
+    if args.question_first:
+        critic.processor.chat_template = QWEN_VL_TEXT_FIRST_CHAT_TEMPLATE
     model = critic.model
     concepts = ConceptTokens(critic)
     if args.init_state:
@@ -338,7 +360,7 @@ def main() -> None:
                 ex, n = cd.make_example(spec, "ta", ("Yes", "No")[i % 2], seed, rcfg, 10,
                                         facet=facet_for(step, rng), short=True), 10
                 if args.aux_share and rng.random() < args.aux_share:
-                    ex = aux_example(ex, rcfg, video_side=rng.random() < 0.5)
+                    ex = aux_example(ex, rcfg, video_side=rng.random() < 0.5, keyed=args.aux_keyed)
             examples.append(ex)
             n_frames.append(n)
         batch = encode_batch(critic, examples, n_frames, decision_weight=20.0)

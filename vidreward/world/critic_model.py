@@ -24,6 +24,27 @@ from vidreward.log import get_logger
 
 logger = get_logger(__name__)
 
+#: Qwen2.5-VL's chat template with one change: a user turn's text parts come before its images / videos, so the
+#: question precedes the video. In a causal LM every visual token then sees the question, and the comparison of
+#: the question with the video can be computed at the visual tokens themselves (scripts/experiments/
+#: critic_text_lm.py --question-first measures the effect). The order lives in the template, so it is saved with
+#: the critic's processor and every caller (``VLMCritic.chat_text``) gets it.
+QWEN_VL_TEXT_FIRST_CHAT_TEMPLATE = (
+    "{% set image_count = namespace(value=0) %}{% set video_count = namespace(value=0) %}"
+    "{% for message in messages %}{% if loop.first and message['role'] != 'system' %}"
+    "<|im_start|>system\nYou are a helpful assistant.<|im_end|>\n{% endif %}"
+    "<|im_start|>{{ message['role'] }}\n{% if message['content'] is string %}{{ message['content'] }}<|im_end|>\n"
+    "{% else %}{% for content in message['content'] %}{% if 'text' in content %}{{ content['text'] }}{% endif %}"
+    "{% endfor %}{% for content in message['content'] %}"
+    "{% if content['type'] == 'image' or 'image' in content or 'image_url' in content %}"
+    "{% set image_count.value = image_count.value + 1 %}{% if add_vision_id %}Picture {{ image_count.value }}: "
+    "{% endif %}<|vision_start|><|image_pad|><|vision_end|>"
+    "{% elif content['type'] == 'video' or 'video' in content %}{% set video_count.value = video_count.value + 1 %}"
+    "{% if add_vision_id %}Video {{ video_count.value }}: {% endif %}<|vision_start|><|video_pad|><|vision_end|>"
+    "{% endif %}{% endfor %}<|im_end|>\n{% endif %}{% endfor %}"
+    "{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}"
+)
+
 
 @dataclass(frozen=True)
 class CriticArch:
