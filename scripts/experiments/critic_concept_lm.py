@@ -273,6 +273,7 @@ def main() -> None:
     parser.add_argument("--where", action="store_true", help="add start-cell words and motion vectors to tokens")
     parser.add_argument("--aux-share", type=float, default=0.0, help="share of auxiliary word answers (doc)")
     parser.add_argument("--aux-keyed", action="store_true", help="auxiliary prefixes that name the facet")
+    parser.add_argument("--seed", type=int, default=0, help="initial weights and training draws (0: as before)")
     parser.add_argument("--question-first", action="store_true",
                         help="the question before the video (critic_model.QWEN_VL_TEXT_FIRST_CHAT_TEMPLATE)")
     parser.add_argument("--held-out-per-facet", type=int, default=16,
@@ -290,7 +291,7 @@ def main() -> None:
     init = out / "init"
     if not (init / "model.safetensors").is_file():
         model, processor = build_critic_model(train_tokenizer(cd.text_corpus(2000), 1024),
-                                              CriticArch(text_layers=args.layers), 0)
+                                              CriticArch(text_layers=args.layers), args.seed)
         model.save_pretrained(init, safe_serialization=True)
         processor.save_pretrained(init)
     critic = VLMCritic.from_pretrained(init)
@@ -352,7 +353,7 @@ def main() -> None:
             group["lr"] = args.lr * min(1.0, step / 50)
         examples, n_frames = [], []
         for i in range(args.batch_size):  # pairs 2j, 2j + 1: same scene and unit, labels Yes / No
-            rng = random.Random(f"concept-lm-{step}-{i // 2}")
+            rng = random.Random(f"concept-lm-{step}-{i // 2}" + (f"-{args.seed}" if args.seed else ""))
             if args.mode == "mixed":
                 ex, n = curriculum_example(rng, i, len(CURRICULUM), 0.0, rcfg)
             else:
