@@ -207,8 +207,9 @@ def aux_example(ex: cd.CriticExample, rcfg: RenderConfig, video_side: bool, keye
 def weight_aux_values(batch: Batch, examples: list[cd.CriticExample], tokenizer, weight: float) -> None:
     """Give the first value token of every auxiliary answer the decision weight (in place)."""
     for b, ex in enumerate(examples):
-        heads = (*AUX_HEADS, *aux_heads(ex.facet, True))
-        head = next((h for h in heads if ex.label is None and ex.answer.startswith(h)), None)
+        if ex.label is not None:  # a Yes/No example, not an auxiliary answer
+            continue
+        head = next((h for h in (*AUX_HEADS, *aux_heads(ex.facet, True)) if ex.answer.startswith(h)), None)
         if head is not None:
             j = len(tokenizer(head, add_special_tokens=False)["input_ids"])  # answer token j: the value's first
             batch.weights[b, (batch.labels[b] >= 0).nonzero()[j, 0]] = weight

@@ -38,20 +38,27 @@ INTERNVL_NAMED_TOKENS = {
 # Words merged into single BPE tokens: the decision words first (must be single tokens), then a few JSON keys.
 _MERGED_WORDS = ["Yes", "No", "answer", "explanation", "video"]
 
-# The official Qwen2-VL / Qwen2.5-VL chat template (multimodal content list form).
-QWEN_VL_CHAT_TEMPLATE = (
+# The official Qwen2-VL / Qwen2.5-VL chat template (multimodal content list form), in three shared pieces: the
+# turns up to a user turn's content list, the image / video placeholder branches of one content item (an open
+# ``{% if %}``), and the end of the turns with the generation prompt.
+QWEN_VL_TEMPLATE_HEAD = (
     "{% set image_count = namespace(value=0) %}{% set video_count = namespace(value=0) %}"
     "{% for message in messages %}{% if loop.first and message['role'] != 'system' %}"
     "<|im_start|>system\nYou are a helpful assistant.<|im_end|>\n{% endif %}"
     "<|im_start|>{{ message['role'] }}\n{% if message['content'] is string %}{{ message['content'] }}<|im_end|>\n"
-    "{% else %}{% for content in message['content'] %}"
+    "{% else %}"
+)
+QWEN_VL_VISUAL_ITEM = (
     "{% if content['type'] == 'image' or 'image' in content or 'image_url' in content %}"
     "{% set image_count.value = image_count.value + 1 %}{% if add_vision_id %}Picture {{ image_count.value }}: "
     "{% endif %}<|vision_start|><|image_pad|><|vision_end|>"
     "{% elif content['type'] == 'video' or 'video' in content %}{% set video_count.value = video_count.value + 1 %}"
     "{% if add_vision_id %}Video {{ video_count.value }}: {% endif %}<|vision_start|><|video_pad|><|vision_end|>"
-    "{% elif 'text' in content %}{{ content['text'] }}{% endif %}{% endfor %}<|im_end|>\n{% endif %}{% endfor %}"
-    "{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}"
+)
+QWEN_VL_TEMPLATE_TAIL = "<|im_end|>\n{% endif %}{% endfor %}{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}"
+QWEN_VL_CHAT_TEMPLATE = (
+    QWEN_VL_TEMPLATE_HEAD + "{% for content in message['content'] %}" + QWEN_VL_VISUAL_ITEM
+    + "{% elif 'text' in content %}{{ content['text'] }}{% endif %}{% endfor %}" + QWEN_VL_TEMPLATE_TAIL
 )
 # The InternVL3 (-hf) chat template shape: <video>/<IMG_CONTEXT> placeholders followed by a newline.
 INTERNVL_CHAT_TEMPLATE = (

@@ -19,7 +19,13 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
-from vidreward.critics.tiny import QWEN_SPECIAL_TOKENS, QWEN_VL_CHAT_TEMPLATE
+from vidreward.critics.tiny import (
+    QWEN_SPECIAL_TOKENS,
+    QWEN_VL_CHAT_TEMPLATE,
+    QWEN_VL_TEMPLATE_HEAD,
+    QWEN_VL_TEMPLATE_TAIL,
+    QWEN_VL_VISUAL_ITEM,
+)
 from vidreward.log import get_logger
 
 logger = get_logger(__name__)
@@ -30,19 +36,10 @@ logger = get_logger(__name__)
 #: critic_text_lm.py --question-first measures the effect). The order lives in the template, so it is saved with
 #: the critic's processor and every caller (``VLMCritic.chat_text``) gets it.
 QWEN_VL_TEXT_FIRST_CHAT_TEMPLATE = (
-    "{% set image_count = namespace(value=0) %}{% set video_count = namespace(value=0) %}"
-    "{% for message in messages %}{% if loop.first and message['role'] != 'system' %}"
-    "<|im_start|>system\nYou are a helpful assistant.<|im_end|>\n{% endif %}"
-    "<|im_start|>{{ message['role'] }}\n{% if message['content'] is string %}{{ message['content'] }}<|im_end|>\n"
-    "{% else %}{% for content in message['content'] %}{% if 'text' in content %}{{ content['text'] }}{% endif %}"
-    "{% endfor %}{% for content in message['content'] %}"
-    "{% if content['type'] == 'image' or 'image' in content or 'image_url' in content %}"
-    "{% set image_count.value = image_count.value + 1 %}{% if add_vision_id %}Picture {{ image_count.value }}: "
-    "{% endif %}<|vision_start|><|image_pad|><|vision_end|>"
-    "{% elif content['type'] == 'video' or 'video' in content %}{% set video_count.value = video_count.value + 1 %}"
-    "{% if add_vision_id %}Video {{ video_count.value }}: {% endif %}<|vision_start|><|video_pad|><|vision_end|>"
-    "{% endif %}{% endfor %}<|im_end|>\n{% endif %}{% endfor %}"
-    "{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}"
+    QWEN_VL_TEMPLATE_HEAD
+    + "{% for content in message['content'] %}{% if 'text' in content %}{{ content['text'] }}{% endif %}{% endfor %}"
+    + "{% for content in message['content'] %}" + QWEN_VL_VISUAL_ITEM + "{% endif %}{% endfor %}"
+    + QWEN_VL_TEMPLATE_TAIL
 )
 
 
