@@ -11,3 +11,34 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 import torch  # noqa: E402
 
 torch.set_num_threads(2)
+
+import pytest  # noqa: E402
+
+
+@pytest.fixture()
+def one_thread():
+    """Tiny models run fastest on one thread when other jobs share the cores (``usefixtures("one_thread")``)."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+@pytest.fixture(scope="module")
+def tiny_world_critic(tmp_path_factory):
+    """A freshly initialised, very small world critic (the shipped tokenizer, question-first processor), saved and
+    reloaded through ``VLMCritic.from_pretrained``."""
+    from transformers import AutoTokenizer
+
+    from vidreward.critics.vlm import VLMCritic
+    from vidreward.world.build_critic import ASSET_DIR
+    from vidreward.world.critic_model import CriticArch, build_critic_model
+
+    tokenizer = AutoTokenizer.from_pretrained(ASSET_DIR)
+    arch = CriticArch(vision_depth=1, vision_hidden=32, vision_heads=2, text_layers=1, text_hidden=32, text_heads=2,
+                      text_kv_heads=1)
+    model, processor = build_critic_model(tokenizer, arch, seed=0)
+    path = tmp_path_factory.mktemp("critic")
+    model.save_pretrained(path, safe_serialization=True)
+    processor.save_pretrained(path)
+    return VLMCritic.from_pretrained(path)

@@ -32,12 +32,7 @@ from vidreward.world.splits import world_prompts
 RENDER = RenderConfig(num_frames=5, height=32, width=32)
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture()

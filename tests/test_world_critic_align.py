@@ -5,71 +5,56 @@ import math
 import pytest
 import torch
 
-from vidreward.critics.vlm import VLMCritic
 from vidreward.video_io import subsample_frames
-from vidreward.world.critic_align import (
-    WordAlignment,
-    align_loss,
-    concept_token_ids,
-    token_concepts,
-)
-from vidreward.world.critic_model import CriticArch, build_critic_model
+from vidreward.world.critic_align import WordAlignment, align_loss, align_sample, concept_token_ids
+from vidreward.world.critic_concepts import token_concepts
+from vidreward.world.motion import scene_tracks
 from vidreward.world.render import RenderConfig, render
 from vidreward.world.scene import ObjectSpec, SceneSpec
 
 CFG = RenderConfig()
-#: a large red square that stays in the top-left cell: it covers merged token (row 0, col 0) of every frame pair
+#: a large red square that stays in the top-left cell: it covers merged tokens (0,0), (0,1), (1,0), (1,1) of every
+#: frame pair (test_world_critic_concepts.test_static_square_in_the_top_left_cell_by_hand has the covers by hand)
 STATIC = SceneSpec(objects=(ObjectSpec("square", "red", "large", 0, 0, "static"),), background="gray",
                    lighting="bright")
 
 
-def test_static_object_sits_in_its_cell_token_only():
-    concepts = token_concepts(STATIC, "clean", 10, CFG)
+def static_concepts(source: str, n_frames: int, occlude: bool = False) -> list[set[str]]:
+    tracks = scene_tracks(STATIC, CFG.num_frames, CFG.height, CFG.width)
+    return token_concepts(STATIC, tracks, source, n_frames, CFG, occlude=occlude)
+
+
+def test_align_targets_occlude_scene_words_on_object_tokens():
+    concepts = static_concepts("blur", 10, occlude=True)
     assert len(concepts) == 5 * 9  # 10 frames -> 5 temporal patches x 3 x 3 merged tokens
     for t in range(5):
         for cell in range(9):
-            words = concepts[t * 9 + cell]
-            # the square spans 0.25 +- 0.2 of the frame: [3.2, 28.8] px, i.e. cells (0,0), (0,1), (1,0), (1,1)
-            in_object = cell in (0, 1, 3, 4)
-            assert words == ({"gray", "bright"} | ({"red", "square", "large"} if in_object else set())), (t, cell)
+            expected = {"red", "square", "large", "blur"} if cell in (0, 1, 3, 4) else {"gray", "bright", "blur"}
+            assert concepts[t * 9 + cell] == expected, (t, cell)
 
 
-def test_quality_defect_is_a_word_of_every_token():
-    concepts = token_concepts(STATIC, "blur", 4, CFG)
-    assert len(concepts) == 2 * 9 and all("blur" in w for w in concepts)
-    with pytest.raises(ValueError, match="even"):
-        token_concepts(STATIC, "clean", 5, CFG)
+def test_align_sample_targets_describe_its_video():
+    for seed in range(6):
+        video, concepts = align_sample(seed, CFG, 6)
+        assert video.shape == (CFG.num_frames, 3, CFG.height, CFG.width) and len(concepts) == 3 * 9
+        scene_only = [c for c in concepts if not c & {"circle", "square", "triangle"}]
+        assert scene_only and all(len(c & {"bright", "dim"}) == 1 for c in scene_only)
+        assert all(not c & {"bright", "dim"} for c in concepts if c & {"circle", "square", "triangle"})
 
 
-@pytest.fixture(scope="module")
-def tiny_critic(tmp_path_factory):
-    from transformers import AutoTokenizer
-
-    from vidreward.world.build_critic import ASSET_DIR
-
-    tokenizer = AutoTokenizer.from_pretrained(ASSET_DIR)
-    arch = CriticArch(vision_depth=1, vision_hidden=32, vision_heads=2, text_layers=1, text_hidden=32, text_heads=2,
-                      text_kv_heads=1)
-    model, processor = build_critic_model(tokenizer, arch, seed=0)
-    path = tmp_path_factory.mktemp("critic")
-    model.save_pretrained(path, safe_serialization=True)
-    processor.save_pretrained(path)
-    return VLMCritic.from_pretrained(path)
-
-
-def test_token_order_matches_the_processor_merge_order(tiny_critic):
+def test_token_order_matches_the_processor_merge_order(tiny_world_critic):
     """Merged token k of the vision tower is the 2x2 patch group k of pixel_values_videos: the groups whose pixels
     vary (object edges on a flat background) are exactly the tokens labelled with the object's words."""
     video = render(STATIC, CFG)
-    kw = tiny_critic.encoder.encode([subsample_frames(video, 10)], fps=tiny_critic.fps).model_kwargs
+    kw = tiny_world_critic.encoder.encode([subsample_frames(video, 10)], fps=tiny_world_critic.fps).model_kwargs
     groups = kw["pixel_values_videos"].view(45, 4, 3, -1)  # [tokens, 2x2 patches, channel, 2*14*14]
     varies = groups.std(dim=(1, 3)).amax(dim=1) > 1e-3  # some channel is not flat over the token's pixels
-    labelled = torch.tensor([len(w) > 2 for w in token_concepts(STATIC, "clean", 10, CFG)])
+    labelled = torch.tensor([len(w) > 2 for w in static_concepts("clean", 10)])
     assert torch.equal(varies, labelled)
 
 
-def test_word_scores_are_scaled_cosines_and_train_vision_and_embeddings(tiny_critic):
-    ids = concept_token_ids(tiny_critic.tokenizer)
+def test_word_scores_are_scaled_cosines_and_train_vision_and_embeddings(tiny_world_critic):
+    ids = concept_token_ids(tiny_world_critic.tokenizer)
     assert all(len(v) >= 1 for v in ids.values())
     assert len(ids["bright"]) > 1  # " bright" and "Bright" (the Lighting facet's spelling) both carry the concept
     align = WordAlignment(ids)
@@ -80,12 +65,12 @@ def test_word_scores_are_scaled_cosines_and_train_vision_and_embeddings(tiny_cri
     assert score.item() == pytest.approx(math.exp(2.3) * 0.6 - 2.0, abs=1e-5)  # tau * cos(3/5) + bias -2
     assert align.log_tau.exp().item() == pytest.approx(math.exp(2.3))
 
-    model = tiny_critic.model
+    model = tiny_world_critic.model
     for p in model.parameters():
         p.requires_grad_(True)
     video = render(STATIC, CFG)
-    loss, stats = align_loss(model, align, tiny_critic.encoder, [video], [token_concepts(STATIC, "clean", 4, CFG)],
-                             [4], tiny_critic.fps)
+    loss, stats = align_loss(model, align, tiny_world_critic.encoder, [video], [static_concepts("clean", 4)],
+                             [4], tiny_world_critic.fps)
     loss.backward()
     assert math.isfinite(loss.item()) and 0.0 <= stats["word_acc"] <= 1.0
     assert model.model.visual.patch_embed.proj.weight.grad.abs().sum() > 0

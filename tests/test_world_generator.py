@@ -23,13 +23,7 @@ from vidreward.world.splits import world_prompts
 GEN_DIR = os.environ.get("VIDREWARD_TEST_WORLD_GENERATOR", str(ASSET_DIR))
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny models run fastest on one thread when other jobs share the cores."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")

@@ -65,15 +65,17 @@ from transformers.modeling_outputs import BaseModelOutputWithPooling
 
 from vidreward.critics.vlm import VLMCritic
 from vidreward.world import critic_data as cd
-from vidreward.world.critic_align import (
-    CONCEPT_WORDS,
-    COVER,
-    concept_token_ids,
-    single_token_spellings,
-    subsample_covers,
-)
+from vidreward.world.critic_align import CONCEPT_WORDS, concept_token_ids, single_token_spellings
+from vidreward.world.critic_aux import COL_WHERE, ROW_WHERE, facet_value
+from vidreward.world.critic_aux import aux_heads as keyed_aux_heads
 from vidreward.world.critic_batch import Batch, encode_batch
-from vidreward.world.critic_concepts import EXTRA_CONCEPTS, example_concepts, video_scene
+from vidreward.world.critic_concepts import (
+    COVER,
+    EXTRA_CONCEPTS,
+    example_concepts,
+    subsample_covers,
+    video_scene,
+)
 from vidreward.world.critic_curriculum import CURRICULUM, curriculum_example, train_scene
 from vidreward.world.critic_model import (
     QWEN_VL_TEXT_FIRST_CHAT_TEMPLATE,
@@ -82,14 +84,12 @@ from vidreward.world.critic_model import (
     train_tokenizer,
 )
 from vidreward.world.render import RenderConfig
-from vidreward.world.scene import BACKGROUND_COLORS, LIGHTING, MOTIONS, OBJECT_COLORS, SHAPES, sample_scene
+from vidreward.world.scene import MOTIONS, OBJECT_COLORS, SHAPES, sample_scene
 from vidreward.world.splits import split_of
 
 #: start-cell concepts of ``--where`` -> their words (row / column index 1 is the centre of either axis)
 WHERE_WORDS: dict[str, tuple[str, ...]] = {"top": ("top", "upper"), "bottom": ("bottom", "lower"), "left": ("left",),
                                            "right": ("right",), "center": ("center", "middle", "centre")}
-ROW_WHERE: tuple[str, str, str] = ("top", "center", "bottom")
-COL_WHERE: tuple[str, str, str] = ("left", "center", "right")
 
 
 def where_sets(ex: cd.CriticExample, n_frames: int, rcfg: RenderConfig) -> list[set[str]]:
@@ -175,15 +175,6 @@ def short_ta_held_out(rcfg: RenderConfig, count: int = 96) -> list[cd.CriticExam
     return out
 
 
-OBJECT_WORDS = frozenset((*OBJECT_COLORS, *SHAPES))
-
-
-def facet_value(scene, facet: str) -> str:
-    """The words of ``scene`` that a short ``facet`` question names (first object for the object facets)."""
-    obj = scene.objects[0]
-    return {"Environment": scene.background, "Lighting": scene.lighting, "Color Requirement": obj.color,
-            "Object(s)": obj.shape, "Objects' Motion": obj.motion,
-            "Object Location / Spatial Distribution": f"{ROW_WHERE[obj.row]} {COL_WHERE[obj.col]}"}[facet]
 
 
 AUX_HEADS: tuple[str, str] = ("Video shows:", "Question asks:")
@@ -192,7 +183,7 @@ AUX_HEADS: tuple[str, str] = ("Video shows:", "Question asks:")
 def aux_heads(facet: str, keyed: bool) -> tuple[str, str]:
     """The two auxiliary answer prefixes: :data:`AUX_HEADS`, or with ``keyed`` ones that name the facet
     (``Video Lighting:`` / ``Question Lighting:``), so the target's facet is read next to the answer."""
-    return (f"Video {facet}:", f"Question {facet}:") if keyed else AUX_HEADS
+    return keyed_aux_heads(facet) if keyed else AUX_HEADS
 
 
 def aux_example(ex: cd.CriticExample, rcfg: RenderConfig, video_side: bool, keyed: bool = False
@@ -235,10 +226,7 @@ def concept_sets(examples, n_frames, rcfg, shuffle: bool = False, where: bool = 
     ``where`` adds :func:`where_sets` to the generated video's tokens; ``occlude`` drops the background and
     lighting words of object tokens; ``broadcast`` replaces the generated video's tokens by
     :func:`broadcast_sets`."""
-    sets = [example_concepts(e, n, rcfg) for e, n in zip(examples, n_frames)]
-    if occlude:
-        sets = [[[t - set(BACKGROUND_COLORS) - set(LIGHTING) if t & OBJECT_WORDS else t for t in video]
-                 for video in per_example] for per_example in sets]
+    sets = [example_concepts(e, n, rcfg, occlude) for e, n in zip(examples, n_frames)]
     if where:
         for e, n, per_video in zip(examples, n_frames, sets):
             per_video[0] = [a | b for a, b in zip(per_video[0], where_sets(e, n, rcfg))]

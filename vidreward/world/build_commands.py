@@ -38,6 +38,10 @@ def _build_generator(args: argparse.Namespace) -> int:
             cfg.vae_decoder.lr = args.vae_decoder_lr
         if args.vae_decoder_eval_every is not None:
             cfg.vae_decoder.eval_every = args.vae_decoder_eval_every
+        if args.vae_decoder_crop:
+            cfg.vae_decoder.crop_latent = args.vae_decoder_crop
+        if args.vae_decoder_batch:
+            cfg.vae_decoder.batch_size = args.vae_decoder_batch
         if args.vae_decoder_loss == "l2":
             cfg.vae_decoder.l1_weight, cfg.vae_decoder.l2_weight, cfg.vae_decoder.edge_weight = 0.0, 1.0, 0.0
     report = build_generator(cfg)
@@ -86,8 +90,16 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     build.add_argument("--vae-decoder-lr", type=float, default=None, help="peak learning rate of the vae_decoder stage")
     build.add_argument("--vae-decoder-eval-every", type=int, default=None,
                        help="steps between held-out evaluations of the vae_decoder stage (default 250)")
+    build.add_argument("--vae-decoder-crop", type=int, default=None,
+                       help="vae_decoder: train on random latent crops of this side (e.g. 10 of 16) instead of whole "
+                            "frames, the loss on their interior (about 3x faster steps)")
+    build.add_argument("--vae-decoder-batch", type=int, default=None,
+                       help="videos per step of the vae_decoder stage (default 8)")
     build.add_argument("--vae-decoder-loss", choices=("mixed", "l2"), default="mixed",
                        help="vae_decoder loss: the recipe's L1 + L2 + edge mix, or the foreground-weighted L2 alone")
+    build.add_argument("--critic-minutes", type=float, default=None,
+                       help="critic: wall-clock minutes of the whole build (all stages, summed over resumed runs) after "
+                            "which stage (iii) stops (default: the recipe's 88)")
     build.add_argument("--ignore-vae-gate", action="store_true",
                        help="train the DiT even if the VAE gate failed (recorded in the report; for deadlines only)")
     build.set_defaults(func=_run_build)

@@ -3,16 +3,18 @@
 Stages (as real VLMs are built; see ../shared/notes/world-probe.md for why a one-shot recipe stays at chance):
 
 0. tokenizer + model: a BPE tokenizer trained on the world's text, a fresh `Qwen2_5_VLForConditionalGeneration`
-   (:mod:`vidreward.world.critic_model`).
+   (:mod:`vidreward.world.critic_model`) whose chat template puts the question before the video(s), so every
+   visual token sees the question.
 1. align: the vision tower (and the attribute words' embeddings) alone, trained so that every merged visual token
    scores the words that describe its region through the language model's own word embeddings
-   (:mod:`critic_align`), for ``align_steps``.
+   (:mod:`critic_align`; occluding: an object's tokens carry only the object's words), for ``align_steps``.
 2. caption: the vision tower frozen; dense LM loss over captions and facet descriptions of the videos.
 3. instruct: the Figs. 15-17 questions and the Vanilla question with JSON answers, one unit at a time: each
    curriculum phase adds one unit (:data:`critic_curriculum.CURRICULUM`), half the batch from the new unit, and
    moves on when the new unit's running decision accuracy reaches ``phase_target`` (or after
    ``phase_max_steps``); then a mixed phase. Examples come in Yes/No pairs on the same scene; TA questions are
-   partly asked in a short warm-up form (``short_question_share``); the decision tokens weigh
+   partly asked in a short warm-up form (``short_question_share``) and partly answered with a keyed auxiliary
+   answer (``aux_share``, :mod:`critic_aux`: "Video Lighting: dim"); the decision tokens weigh
    ``decision_weight``; the vision tower is tuned too from the VQ phase on (``instruct_vision_lr``).
 
 Every ``eval_every`` steps of stage 3 the held-out renders are scored per dimension, with and without the frames
@@ -101,8 +103,11 @@ class CriticBuildConfig:
     """stage (ii) steps"""
     caption_lr: float = 1e-3
     """stage (ii) learning rate of the language model"""
-    text_lr: float = 3e-3
-    """stage (iii) learning rate of the language model"""
+    text_lr: float = 1e-3
+    """stage (iii) learning rate of the language model (3e-3 stalled the language-model experiments at 0.50-0.55)"""
+    aux_share: float = 0.5
+    """stage (iii): share of TA examples answered with a keyed auxiliary answer (``Video Lighting: dim``,
+    :mod:`critic_aux`) instead of the Yes/No JSON"""
     short_question_share: float = 0.5
     """stage (iii): share of TA examples asked with the short warm-up question during the curriculum phases
     (a quarter of it in the mixed phase); held-out evaluation always uses the Fig. 15 template"""
@@ -124,7 +129,7 @@ class CriticBuildConfig:
     """stage (iii): steps between held-out evaluations (and checkpoints)"""
     held_out_per_dimension: int = 48
     """held-out examples per dimension (balanced Yes/No)"""
-    deadline_minutes: float = 65.0
+    deadline_minutes: float = 88.0
     """stop stage (iii) once the build's wall-clock minutes (all stages, summed over resumed runs) reach this
     (0: no limit)"""
 
@@ -264,7 +269,7 @@ def run_build(cfg: CriticBuildConfig) -> dict:
     while ex["stage"] == "instruct":
         step, phase = ex["stage_step"], ex["phase"]
         pairs = [curriculum_example(_rng(cfg, "instruct", step, i // 2), i, phase, cfg.short_question_share, rcfg,
-                                    cfg.format_share) for i in range(cfg.batch_size)]
+                                    cfg.format_share, cfg.aux_share) for i in range(cfg.batch_size)]
         loss, preds = text_step([p[0] for p in pairs], [p[1] for p in pairs])
         ex["phase_step"] += 1
         unit = CURRICULUM[phase] if phase < len(CURRICULUM) else None
@@ -309,8 +314,11 @@ def _info(cfg: CriticBuildConfig, ex: dict) -> dict:
 
 
 def run_command(args) -> int:
-    """``vidreward world build critic`` (``--work-dir``, ``--out``, ``--seed``, ``--threads`` of the build parser)."""
+    """``vidreward world build critic`` (``--work-dir``, ``--out``, ``--seed``, ``--threads``, ``--critic-minutes`` of
+    the build parser)."""
     cfg = CriticBuildConfig(seed=args.seed, threads=args.threads)
+    if getattr(args, "critic_minutes", None):
+        cfg.deadline_minutes = args.critic_minutes
     if args.work_dir:
         cfg.work_dir = args.work_dir
     if args.out:

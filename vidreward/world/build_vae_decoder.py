@@ -55,6 +55,7 @@ from vidreward.world.build_vae import (
 )
 from vidreward.world.render import RenderConfig
 from vidreward.world.splits import WorldPrompt
+from vidreward.world.vae_crops import LatentCache, crop_box, decode_crops
 
 log = get_logger(__name__)
 
@@ -101,6 +102,11 @@ class DecoderStageConfig:
     """width of the ring around each object weighted like the object (edges and halos)"""
     latent_noise_max: float = 0.1
     """max std of the Gaussian noise added to a training latent, in normalised latent units (0 = clean latents)"""
+    crop_latent: int | None = None
+    """train on random ``crop_latent x crop_latent`` crops of the (cached) latents instead of whole frames
+    (:mod:`.vae_crops`; about ``(crop_latent / 16)^2`` of a whole-frame step's cost); None trains on whole frames"""
+    crop_margin: int = 1
+    """latent pixels trimmed off each inner side of a crop before the loss (where a crop decodes unlike the frame)"""
     eval_every: int = 250
     """steps between held-out evaluations (which stop the stage once target_fg_psnr and the gate are met)"""
     checkpoint_every: int = 25
@@ -228,10 +234,27 @@ def train_vae_decoder(cfg: DecoderStageConfig, render_cfg: RenderConfig, vae_dir
         before_path.write_text(json.dumps(before, indent=2))
     log.info("vae_decoder before: %s", {k: round(v, 3) for k, v in before.items()})
 
+    cache = LatentCache(lambda v: encode_mean(vae, v))
+
     def loss_fn(step: int):
         rng = np.random.default_rng([seed, step])
-        batch = [train[i] for i in rng.choice(len(train), cfg.batch_size, replace=False)]
-        video, mask = render_with_masks(batch, render_cfg)  # [B, 3, F, H, W], [B, 1, F, H, W]
+        picks = rng.choice(len(train), cfg.batch_size, replace=False)
+        video, mask = render_with_masks([train[i] for i in picks], render_cfg)  # [B, 3, F, H, W], [B, 1, F, H, W]
+        if cfg.crop_latent:
+            z = noisy_latent(vae, torch.stack([cache.get(int(i), v) for i, v in zip(picks, video)]),
+                             cfg.latent_noise_max, rng)  # [B, z, F', H', W']
+            boxes = [crop_box(rng, z.shape[-2:], cfg.crop_latent, cfg.crop_margin, vae.config.scale_factor_spatial)
+                     for _ in picks]
+            masks = torch.cat([mask, dilate(mask, cfg.ring_px)], dim=1)  # [B, 2, F, H, W]: objects, objects + ring
+            parts = decode_crops(lambda zz: decode_unclamped(vae, zz), z, video, masks, boxes)
+            loss = sum(reconstruction_loss(r, v, m[:, 1:], cfg.fg_weight, cfg.l2_weight, cfg.edge_weight,
+                                           cfg.l1_weight) for r, v, m in parts) / len(parts)
+            with torch.no_grad():  # pooled over the scored regions, flattened (their sizes differ at frame sides)
+                recon01 = torch.cat([(r.clamp(-1, 1) * 0.5 + 0.5).flatten() for r, _, _ in parts])
+                target01 = torch.cat([(v * 0.5 + 0.5).flatten() for _, v, _ in parts])
+                objects = torch.cat([m[:, :1].expand_as(v).flatten() for _, v, m in parts])
+                fg = psnr(recon01, target01, objects)
+            return loss, {"fg_psnr": fg}
         with torch.no_grad():
             z = noisy_latent(vae, encode_mean(vae, video), cfg.latent_noise_max, rng)  # [B, z, F', H', W']
         recon = decode_unclamped(vae, z)  # [B, 3, F, H, W], unclamped

@@ -10,12 +10,14 @@ plus, on tokens that hold an object, a softmax cross-entropy within each object 
 over the concept scores s_{n,c} = max_{w spells c} s_{n,w}, weighted ``group_weight`` (shape and size are
 whole-object properties a token must gather from its neighbours; the sparse BCE alone left them at chance),
 over a fixed attribute vocabulary A (object colours, background colours, shapes, sizes, lighting, image-quality
-defects; every single-token spelling of each word, e.g. " bright" and "Bright"). Targets y_{n,w} = 1 when:
+defects; every single-token spelling of each word, e.g. " bright" and "Bright"). Targets y_{n,w} = 1 when w is
+a concept of the token (:func:`vidreward.world.critic_concepts.token_concepts`, occluding):
 
-- w is the background colour or the lighting word (every token of the video);
-- w is an image-quality word of the video's defect (noise, blur, flicker; every token);
-- w is the colour, shape or size word of an object covering >= ``COVER`` of the token's region in either frame
-  of its temporal patch.
+- the background colour or the lighting word, on every token that holds no object;
+- an image-quality word of the video's defect (noise, blur on every token; flicker on the tokens of a temporal
+  patch holding a brightness-shifted frame);
+- the colour, shape or measured size word of an object covering >= ``COVER`` of the token's region in either
+  frame of its temporal patch.
 
 This puts visual tokens and the words of the question in one space, so the language model's comparison of a
 facet description with the video ("The circle is red." against the video) starts from a dot product its
@@ -32,20 +34,18 @@ from __future__ import annotations
 
 import random
 
-import numpy as np
 import torch
 
-from vidreward.video_io import subsample_frames, uniform_indices
-from vidreward.world.corrupt import corrupt
-from vidreward.world.motion import scene_tracks
-from vidreward.world.render import RenderConfig, render, shape_masks
+from vidreward.video_io import subsample_frames
+from vidreward.world.critic_concepts import MERGED_GRID, flicker_frames, token_concepts, video_scene
+from vidreward.world.critic_data import make_video
+from vidreward.world.render import RenderConfig
 from vidreward.world.scene import (
     BACKGROUND_COLORS,
     LIGHTING,
     OBJECT_COLORS,
     SHAPES,
     SIZES,
-    SceneSpec,
     sample_scene,
 )
 from vidreward.world.splits import split_of
@@ -56,9 +56,6 @@ CONCEPT_WORDS: dict[str, tuple[str, ...]] = {
     "noise": ("grain", "noise"), "blur": ("defocus", "blur"), "flicker": ("flicker",),
 }
 QUALITY_SOURCES: tuple[str, ...] = ("noise", "blur", "flicker")
-#: share of a token's region an object must cover (in either frame of the temporal patch) to be "in" it
-COVER = 0.12
-MERGED_GRID = 3
 
 
 def single_token_spellings(tokenizer, words: tuple[str, ...]) -> list[int]:
@@ -84,53 +81,20 @@ def concept_token_ids(tokenizer) -> dict[str, list[int]]:
     return out
 
 
-def region_cover(masks: np.ndarray) -> np.ndarray:
-    """Per-frame coverage of each merged-token region: ``[F, H, W]`` bool -> ``[F, 3, 3]`` float."""
-    f, h, w = masks.shape
-    rows = np.linspace(0, h, MERGED_GRID + 1).round().astype(int)
-    cols = np.linspace(0, w, MERGED_GRID + 1).round().astype(int)
-    out = np.zeros((f, MERGED_GRID, MERGED_GRID))
-    for r in range(MERGED_GRID):
-        for c in range(MERGED_GRID):
-            out[:, r, c] = masks[:, rows[r]:rows[r + 1], cols[c]:cols[c + 1]].mean(axis=(1, 2))
-    return out
-
-
-def subsample_covers(tracks: list, n_frames: int, cfg: RenderConfig) -> tuple[np.ndarray, list[np.ndarray]]:
-    """The ``n_frames`` subsampled frame indices ``[N_f]`` and, per track, its region cover there ``[N_f, 3, 3]``."""
-    idx = uniform_indices(cfg.num_frames, n_frames)
-    return idx, [region_cover(shape_masks(t, cfg.height, cfg.width))[idx] for t in tracks]
-
-
-def token_concepts(spec: SceneSpec, source: str, n_frames: int, cfg: RenderConfig) -> list[set[str]]:
-    """Concepts of every merged token of the ``n_frames``-frame subsample, in (t, row, col) order."""
-    if n_frames % 2:
-        raise ValueError(f"n_frames={n_frames}: Qwen2.5-VL packs frames in temporal patches of 2; use an even count")
-    tracks = scene_tracks(spec, cfg.num_frames, cfg.height, cfg.width)
-    _, covers = subsample_covers(tracks, n_frames, cfg)  # [N_f, 3, 3] each
-    shared = {spec.background, spec.lighting} | ({source} if source in QUALITY_SOURCES else set())
-    out = []
-    for t in range(n_frames // 2):
-        for r in range(MERGED_GRID):
-            for c in range(MERGED_GRID):
-                words = set(shared)
-                for obj, cov in zip(spec.objects, covers):
-                    if max(cov[2 * t, r, c], cov[2 * t + 1, r, c]) >= COVER:
-                        words |= {obj.color, obj.shape, obj.size}
-                out.append(words)
-    return out
-
-
 def align_sample(seed: int, cfg: RenderConfig, n_frames: int, split: str = "train"):
-    """(video ``[F, 3, H, W]``, per-token concepts) of a ``split`` scene: clean or with a quality defect."""
+    """(video ``[F, 3, H, W]``, per-token concepts) of a ``split`` scene, clean or with a quality defect; the
+    concepts are :func:`critic_concepts.token_concepts` of what the video draws, occluding (object tokens carry only
+    the object's words and the defects)."""
     rng = random.Random(f"critic-align-{seed}")
     spec = sample_scene(seed, cfg.num_frames)
     while split_of(spec) != split:
         seed += 1
         spec = sample_scene(seed, cfg.num_frames)
     source = rng.choice(("clean", "clean", "clean") + QUALITY_SOURCES)
-    video = render(spec, cfg) if source == "clean" else corrupt(spec, source, seed=seed, config=cfg)
-    return video, token_concepts(spec, source, n_frames, cfg)
+    video = make_video(spec, source, seed, cfg)
+    scene, tracks = video_scene(spec, source, seed, cfg)
+    shifted = flicker_frames(video, scene, cfg) if source == "flicker" else set()
+    return video, token_concepts(scene, tracks, source, n_frames, cfg, shifted, occlude=True)
 
 
 class WordAlignment(torch.nn.Module):

@@ -48,6 +48,18 @@ def _frames(video: torch.Tensor | None, n_frames: int) -> torch.Tensor | None:
     return None if video is None else subsample_frames(video, n_frames)  # [N_f, 3, H, W]
 
 
+def weighted_token_index(critic: VLMCritic, ex: CriticExample, char: int, answer_ids: list[int]) -> int:
+    """Index in ``answer_ids`` of the token weighted for ``ex``'s decision character ``char``: the Yes/No token of a
+    labelled example; for an unlabelled one (an auxiliary answer, :mod:`.critic_aux`) the token that starts at
+    ``char``, i.e. the number of tokens of ``answer[:char]`` (checked to be a prefix of the answer's tokens)."""
+    if ex.label is not None:
+        return critic._decision_ids(ex.answer, char)[0]
+    prefix = critic.tokenizer(ex.answer[:char], add_special_tokens=False)["input_ids"]
+    if answer_ids[:len(prefix)] != prefix or len(prefix) >= len(answer_ids):
+        raise ValueError(f"character {char} of {ex.answer!r} is not at a token boundary")
+    return len(prefix)
+
+
 def encode_batch(critic: VLMCritic, examples: list[CriticExample], n_frames: list[int],
                  decision_weight: float = 5.0, videos: list[torch.Tensor] | None = None) -> Batch:
     """Encode examples (``videos`` optionally overrides each example's video, e.g. the shuffled control)."""
@@ -62,7 +74,7 @@ def encode_batch(critic: VLMCritic, examples: list[CriticExample], n_frames: lis
         ids = prompt.input_ids[0].tolist() + answer_ids
         labels = [-100] * len(ids)
         weights = [0.0] * len(ids)
-        decision_idx = {critic._decision_ids(ex.answer, c)[0] for c in ex.decision_chars}
+        decision_idx = {weighted_token_index(critic, ex, c, answer_ids) for c in ex.decision_chars}
         for j, a in enumerate(answer_ids):
             labels[p - 1 + j] = a  # logits at position p-1+j predict answer token j
             weights[p - 1 + j] = decision_weight if j in decision_idx else 1.0

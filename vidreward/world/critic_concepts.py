@@ -13,6 +13,11 @@ of 2, each a 3 x 3 grid of merged tokens (84 x 84 px frames, patch 14, merge 2 x
   world's sizes, ``tiny`` below ``TINY`` of the frame, and ``stretched`` when the box's aspect ratio leaves
   [1 / ``ASPECT``, ``ASPECT``] (the deformations of :mod:`corrupt`).
 
+With ``occlude`` an object's tokens carry only the object's words (and the frame-wide defects): the background and
+lighting words are dropped where an object covers the token, so an object token is a sparse, distinct code rather
+than the object's words drowned in the scene's (scripts/experiments/critic_concept_lm.py ``--occlude``: Environment /
+Lighting / Colour 1.0 / 1.0 / 0.92 from ideal occluding tokens, against 1.0 / 1.0 / 0.75 without).
+
 Positions are not concepts: the language model reads them from the tokens' M-RoPE positions.
 """
 
@@ -23,12 +28,17 @@ import math
 import numpy as np
 import torch
 
+from vidreward.video_io import uniform_indices
 from vidreward.world.corrupt import corrupted_scene
-from vidreward.world.critic_align import COVER, MERGED_GRID, subsample_covers
 from vidreward.world.critic_data import EDITS, CriticExample, edited_scene
 from vidreward.world.motion import Track, scene_tracks
-from vidreward.world.render import RenderConfig, render
+from vidreward.world.render import RenderConfig, render, shape_masks
 from vidreward.world.scene import SIZES, SceneSpec
+
+#: share of a token's region an object must cover (in either frame of the temporal patch) to be "in" it
+COVER = 0.12
+#: merged tokens per side of a frame (84 px / patch 14 / merge 2)
+MERGED_GRID = 3
 
 #: side (fraction of the frame) below which an object is ``tiny`` (a shrinking deformation)
 TINY = 0.22
@@ -38,6 +48,24 @@ ASPECT = 1.3
 FLICKER_SHIFT = 0.05
 #: concepts that are not words of the world's captions
 EXTRA_CONCEPTS: tuple[str, ...] = ("tiny", "stretched", "noise", "blur", "flicker")
+
+
+def region_cover(masks: np.ndarray) -> np.ndarray:
+    """Per-frame coverage of each merged-token region: ``[F, H, W]`` bool -> ``[F, 3, 3]`` float."""
+    f, h, w = masks.shape
+    rows = np.linspace(0, h, MERGED_GRID + 1).round().astype(int)
+    cols = np.linspace(0, w, MERGED_GRID + 1).round().astype(int)
+    out = np.zeros((f, MERGED_GRID, MERGED_GRID))
+    for r in range(MERGED_GRID):
+        for c in range(MERGED_GRID):
+            out[:, r, c] = masks[:, rows[r]:rows[r + 1], cols[c]:cols[c + 1]].mean(axis=(1, 2))
+    return out
+
+
+def subsample_covers(tracks: list[Track], n_frames: int, cfg: RenderConfig) -> tuple[np.ndarray, list[np.ndarray]]:
+    """The ``n_frames`` subsampled frame indices ``[N_f]`` and, per track, its region cover there ``[N_f, 3, 3]``."""
+    idx = uniform_indices(cfg.num_frames, n_frames)
+    return idx, [region_cover(shape_masks(t, cfg.height, cfg.width))[idx] for t in tracks]
 
 
 def video_scene(spec: SceneSpec, source: str, seed: int, cfg: RenderConfig) -> tuple[SceneSpec, list[Track]]:
@@ -63,8 +91,9 @@ def size_concepts(track: Track, frame: int, cfg: RenderConfig) -> set[str]:
 
 
 def token_concepts(scene: SceneSpec, tracks: list[Track], source: str, n_frames: int, cfg: RenderConfig,
-                   shifted_frames: set[int] = frozenset()) -> list[set[str]]:
-    """Concepts of every merged token of the ``n_frames``-frame subsample, in (t, row, col) order."""
+                   shifted_frames: set[int] = frozenset(), occlude: bool = False) -> list[set[str]]:
+    """Concepts of every merged token of the ``n_frames``-frame subsample, in (t, row, col) order (``occlude``:
+    see the module doc)."""
     if n_frames % 2:
         raise ValueError(f"n_frames={n_frames}: Qwen2.5-VL packs frames in temporal patches of 2; use an even count")
     idx, covers = subsample_covers(tracks, n_frames, cfg)  # [N_f], [N_f, 3, 3] each
@@ -75,12 +104,13 @@ def token_concepts(scene: SceneSpec, tracks: list[Track], source: str, n_frames:
         group = set(shared) | ({"flicker"} if shifted_frames & set(frames) else set())
         for r in range(MERGED_GRID):
             for c in range(MERGED_GRID):
-                words = set(group)
+                objects: set[str] = set()
                 for track, cov in zip(tracks, covers):
                     for k, f in enumerate(frames):
                         if cov[2 * t + k, r, c] >= COVER:
-                            words |= {track.color, track.shapes[f]} | size_concepts(track, f, cfg)
-                out.append(words)
+                            objects |= {track.color, track.shapes[f]} | size_concepts(track, f, cfg)
+                scene_words = group - {scene.background, scene.lighting} if occlude and objects else group
+                out.append(scene_words | objects)
     return out
 
 
@@ -90,14 +120,15 @@ def flicker_frames(video: torch.Tensor, scene: SceneSpec, cfg: RenderConfig) -> 
     return {int(f) for f in np.nonzero(diff.numpy() > FLICKER_SHIFT)[0]}
 
 
-def example_concepts(ex: CriticExample, n_frames: int, cfg: RenderConfig) -> list[list[set[str]]]:
-    """Per video of ``ex`` (the video, then the reference if any): its tokens' concept sets."""
+def example_concepts(ex: CriticExample, n_frames: int, cfg: RenderConfig, occlude: bool = False
+                     ) -> list[list[set[str]]]:
+    """Per video of ``ex`` (the video, then the reference if any): its tokens' concept sets (``occlude``: module doc)."""
     if ex.scene is None:
         raise ValueError("the example has no scene; build it with critic_data.make_example")
     scene, tracks = video_scene(ex.scene, ex.source, ex.seed, cfg)
     shifted = flicker_frames(ex.video, scene, cfg) if ex.source == "flicker" else set()
-    out = [token_concepts(scene, tracks, ex.source, n_frames, cfg, shifted)]
+    out = [token_concepts(scene, tracks, ex.source, n_frames, cfg, shifted, occlude)]
     if ex.reference_scene is not None:
         ref_tracks = scene_tracks(ex.reference_scene, cfg.num_frames, cfg.height, cfg.width)
-        out.append(token_concepts(ex.reference_scene, ref_tracks, "clean", n_frames, cfg))
+        out.append(token_concepts(ex.reference_scene, ref_tracks, "clean", n_frames, cfg, occlude=occlude))
     return out

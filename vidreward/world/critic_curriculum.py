@@ -14,6 +14,7 @@ from __future__ import annotations
 import random
 
 from vidreward.world import critic_data as cd
+from vidreward.world.critic_aux import aux_example
 from vidreward.world.render import RenderConfig
 from vidreward.world.scene import SceneSpec, sample_scene
 from vidreward.world.splits import split_of
@@ -37,11 +38,14 @@ def train_scene(rng: random.Random, num_frames: int) -> tuple[int, SceneSpec]:
 
 
 def curriculum_example(rng: random.Random, i: int, phase: int, short_share: float,
-                       rcfg: RenderConfig, format_share: float = 0.0) -> tuple[cd.CriticExample, int]:
+                       rcfg: RenderConfig, format_share: float = 0.0, aux_share: float = 0.0
+                       ) -> tuple[cd.CriticExample, int]:
     """(example, N_f) number ``i`` of a step; ``rng`` is the step's generator for the pair ``i // 2``.
 
     ``short_share``: share of TA questions asked in the short warm-up form during the curriculum phases (a
-    quarter of it in the mixed phase).
+    quarter of it in the mixed phase). ``aux_share``: share of TA examples answered with a keyed auxiliary answer
+    instead (:mod:`.critic_aux`; both of a pair answer the same side, so a video-side pair names the two videos'
+    different values).
     """
     seed, spec = train_scene(rng, rcfg.num_frames)
     n = rng.choice(N_FRAMES_CHOICES)
@@ -56,4 +60,7 @@ def curriculum_example(rng: random.Random, i: int, phase: int, short_share: floa
         unit = rng.choice(cd.TA_FACETS) if dim == "ta" else dim
     dim, facet = ("ta", unit) if unit in cd.TA_FACETS else (unit, None)
     short = rng.random() < (short_share if phase < len(CURRICULUM) else short_share / 4)
-    return cd.make_example(spec, dim, ("Yes", "No")[i % 2], seed, rcfg, n, facet=facet, short=short), n
+    ex = cd.make_example(spec, dim, ("Yes", "No")[i % 2], seed, rcfg, n, facet=facet, short=short)
+    if dim == "ta" and rng.random() < aux_share:
+        ex = aux_example(ex, rcfg, video_side=rng.random() < 0.5)
+    return ex, n

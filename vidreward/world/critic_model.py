@@ -21,7 +21,6 @@ from pathlib import Path
 
 from vidreward.critics.tiny import (
     QWEN_SPECIAL_TOKENS,
-    QWEN_VL_CHAT_TEMPLATE,
     QWEN_VL_TEMPLATE_HEAD,
     QWEN_VL_TEMPLATE_TAIL,
     QWEN_VL_VISUAL_ITEM,
@@ -125,7 +124,7 @@ def build_critic_model(tokenizer, arch: CriticArch, seed: int):
     size = {"shortest_edge": arch.frame_pixels, "longest_edge": arch.frame_pixels}
     processor = tf.Qwen2_5_VLProcessor(
         image_processor=tf.Qwen2VLImageProcessor(size=size), tokenizer=tokenizer,
-        video_processor=tf.Qwen2VLVideoProcessor(size=size), chat_template=QWEN_VL_CHAT_TEMPLATE)
+        video_processor=tf.Qwen2VLVideoProcessor(size=size), chat_template=QWEN_VL_TEXT_FIRST_CHAT_TEMPLATE)
     return model, processor
 
 

@@ -1,0 +1,56 @@
+"""Auxiliary answers of the world critic's stage (iii): name one side of a TA comparison in a word.
+
+A TA Yes/No answer is the XOR of what the question asks and what the video shows, so neither side gets a gradient
+until both are read. An auxiliary example keeps a TA example's videos and question but is answered with one side
+alone, keyed by the facet:
+
+    "Video Lighting: dim"        (what the drawn video shows: the edited / corrupted scene's value)
+    "Question Lighting: bright"  (what the prompt asks: the captioned scene's value)
+
+Its value word is weighted like a decision token. With the question before the video, keyed auxiliary answers took
+the text-form language model from 0.68 to 0.92-0.99 on Environment + Lighting + Colour trained together
+(scripts/experiments/critic_text_lm.py, session 6). The value of an object facet is the first object's.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+from vidreward.world.critic_concepts import video_scene
+from vidreward.world.critic_data import CriticExample
+from vidreward.world.render import RenderConfig
+from vidreward.world.scene import SceneSpec
+
+#: start-cell row / column index -> its place word
+ROW_WHERE: tuple[str, str, str] = ("top", "center", "bottom")
+COL_WHERE: tuple[str, str, str] = ("left", "center", "right")
+
+
+def facet_value(scene: SceneSpec, facet: str) -> str:
+    """The words of ``scene`` that a ``facet`` question names (the first object's for the object facets)."""
+    obj = scene.objects[0]
+    values = {"Environment": scene.background, "Lighting": scene.lighting, "Color Requirement": obj.color,
+              "Object(s)": obj.shape, "Objects' Motion": obj.motion,
+              "Object Location / Spatial Distribution": f"{ROW_WHERE[obj.row]} {COL_WHERE[obj.col]}"}
+    if facet not in values:
+        raise ValueError(f"no auxiliary value for facet {facet!r}; expected one of {sorted(values)}")
+    return values[facet]
+
+
+def aux_heads(facet: str) -> tuple[str, str]:
+    """The video-side and question-side answer prefixes of ``facet``: ``Video <facet>:`` / ``Question <facet>:``."""
+    return f"Video {facet}:", f"Question {facet}:"
+
+
+def aux_example(ex: CriticExample, rcfg: RenderConfig, video_side: bool) -> CriticExample:
+    """``ex`` (a TA example) answered with the drawn video's (``video_side``) or the prompt's value of its facet.
+
+    The space before the value is the one decision character, so ``encode_batch`` weights the value's first token
+    (" dim") like a decision; ``label`` and ``eval_char`` are None, so it is never scored as a Yes/No.
+    """
+    if ex.dimension != "ta" or ex.scene is None:
+        raise ValueError(f"auxiliary answers need a TA example with its scene, not {ex.dimension!r}")
+    scene = video_scene(ex.scene, ex.source, ex.seed, rcfg)[0] if video_side else ex.scene
+    head = aux_heads(ex.facet)[0 if video_side else 1]
+    answer = f"{head} {facet_value(scene, ex.facet)}"
+    return dataclasses.replace(ex, answer=answer, label=None, decision_chars=[len(head)], eval_char=None)
