@@ -1,7 +1,7 @@
 """Experiment: where a world VAE's foreground error sits (object interiors, the band inside edges, frames).
 
 Encodes and decodes (posterior mean, clamped decode, as :func:`vidreward.world.build_vae.evaluate_vae`) the first
-``--videos`` held-out renders and prints, per region, the PSNR of that region (dB, peak 1, pooled over videos and
+``--videos`` held-out renders (``--split train --skip N``: train renders N, N+1, ...) and prints, per region, the PSNR of that region (dB, peak 1, pooled over videos and
 channels) and its share of the foreground squared error:
 
 - ``fg``: object pixels (the build's foreground PSNR);
@@ -36,6 +36,9 @@ def main() -> None:
     parser.add_argument("--vae", default=str(ASSET_DIR / "vae"), help="AutoencoderKLWan directory")
     parser.add_argument("--videos", type=int, default=48, help="held-out renders (the build evaluates 48)")
     parser.add_argument("--band", type=int, default=2, help="edge band width in pixels")
+    parser.add_argument("--split", choices=("heldout", "train"), default="heldout",
+                        help="which split's renders (train: how well the decoder fits what it was trained on)")
+    parser.add_argument("--skip", type=int, default=0, help="start at this index of the split's prompt list")
     parser.add_argument("--per-video", action="store_true", help="also list each video's foreground PSNR")
     args = parser.parse_args()
     torch.set_num_threads(1)
@@ -43,7 +46,7 @@ def main() -> None:
 
     vae = AutoencoderKLWan.from_pretrained(args.vae).eval()
     cfg = RenderConfig()
-    prompts = world_prompts("heldout", args.videos, num_frames=cfg.num_frames)
+    prompts = world_prompts(args.split, args.skip + args.videos, num_frames=cfg.num_frames)[args.skip:]
     totals: dict[str, list[float]] = {}  # region -> [squared error, pixel count x channels]
     per_video: list[tuple[float, float, str, str, str]] = []  # (fg sq. error, fg px x channels, caption, light, bg)
     with torch.no_grad():
