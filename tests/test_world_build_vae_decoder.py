@@ -20,7 +20,6 @@ from vidreward.world.build_vae import (
 from vidreward.world.build_vae_decoder import (
     DecoderStageConfig,
     assert_frozen_unchanged,
-    export_vae,
     frozen_state,
     load_decoder_trainable_vae,
     noisy_latent,
@@ -28,6 +27,7 @@ from vidreward.world.build_vae_decoder import (
 )
 from vidreward.world.render import RenderConfig
 from vidreward.world.splits import world_prompts
+from vidreward.world.vae_export import export_vae
 
 RENDER = RenderConfig(num_frames=5, height=32, width=32)
 
