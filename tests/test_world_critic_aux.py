@@ -23,6 +23,13 @@ def test_facet_values_by_hand():
     assert [facet_value(SCENE, f) for f in ("Environment", "Lighting", "Color Requirement", "Object(s)",
                                             "Objects' Motion", "Object Location / Spatial Distribution")] == \
         ["gray", "dim", "red", "circle", "right", "bottom left"]
+    centre = SceneSpec(objects=(ObjectSpec("square", "blue", "small", 1, 1, "up"),), background="black",
+                       lighting="bright")
+    middle_left = SceneSpec(objects=(ObjectSpec("square", "blue", "small", 1, 0, "up"),), background="black",
+                            lighting="bright")
+    # the captions' canonical phrases (captions.LOCATIONS), not "center center" / "center left"
+    assert facet_value(centre, "Object Location / Spatial Distribution") == "center"
+    assert facet_value(middle_left, "Object Location / Spatial Distribution") == "middle left"
     with pytest.raises(ValueError, match="Camera Motion"):
         facet_value(SCENE, "Camera Motion")
 

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import math
-
 import numpy as np
 import pytest
 import torch
@@ -13,6 +11,7 @@ from vidreward.world.build_vae import (
     decode_unclamped,
     encode_mean,
     make_vae,
+    psnr,
     render_with_masks,
 )
 from vidreward.world.build_vae_decoder import (
@@ -68,7 +67,8 @@ def test_latent_cache_encodes_each_video_once():
 
 
 def _psnr(a: torch.Tensor, b: torch.Tensor) -> float:
-    return 10 * math.log10(4.0 / float((a - b).square().mean()))  # peak-to-peak 2 in [-1, 1]
+    """PSNR (dB) of videos in [-1, 1], through the build's own :func:`build_vae.psnr` on [0, 1]."""
+    return psnr(a * 0.5 + 0.5, b * 0.5 + 0.5)
 
 
 def test_scored_region_of_a_crop_decodes_like_the_whole_frame():

@@ -53,7 +53,6 @@ critic build reduces to regressing the vision tower onto these tokens.
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import json
 import random
 import time
@@ -66,7 +65,7 @@ from transformers.modeling_outputs import BaseModelOutputWithPooling
 from vidreward.critics.vlm import VLMCritic
 from vidreward.world import critic_data as cd
 from vidreward.world.critic_align import CONCEPT_WORDS, concept_token_ids, single_token_spellings
-from vidreward.world.critic_aux import COL_WHERE, ROW_WHERE, facet_value
+from vidreward.world.critic_aux import aux_example as library_aux_example
 from vidreward.world.critic_aux import aux_heads as keyed_aux_heads
 from vidreward.world.critic_batch import Batch, encode_batch
 from vidreward.world.critic_concepts import (
@@ -90,6 +89,9 @@ from vidreward.world.splits import split_of
 #: start-cell concepts of ``--where`` -> their words (row / column index 1 is the centre of either axis)
 WHERE_WORDS: dict[str, tuple[str, ...]] = {"top": ("top", "upper"), "bottom": ("bottom", "lower"), "left": ("left",),
                                            "right": ("right",), "center": ("center", "middle", "centre")}
+#: start-cell row / column index -> its place word (``--where`` tokens; the text form's motion descriptions)
+ROW_WHERE: tuple[str, str, str] = ("top", "center", "bottom")
+COL_WHERE: tuple[str, str, str] = ("left", "center", "right")
 
 
 def where_sets(ex: cd.CriticExample, n_frames: int, rcfg: RenderConfig) -> list[set[str]]:
@@ -188,22 +190,10 @@ def aux_heads(facet: str, keyed: bool) -> tuple[str, str]:
 
 def aux_example(ex: cd.CriticExample, rcfg: RenderConfig, video_side: bool, keyed: bool = False
                 ) -> cd.CriticExample:
-    """``ex`` answered with the video's (or the question's) value words of its facet (no decision token; the
-    first value token is up-weighted by :func:`weight_aux_values`)."""
-    scene = video_scene(ex.scene, ex.source, ex.seed, rcfg)[0] if video_side else ex.scene
-    answer = f"{aux_heads(ex.facet, keyed)[0 if video_side else 1]} {facet_value(scene, ex.facet)}"
-    return dataclasses.replace(ex, answer=answer, label=None, decision_chars=[], eval_char=None)
-
-
-def weight_aux_values(batch: Batch, examples: list[cd.CriticExample], tokenizer, weight: float) -> None:
-    """Give the first value token of every auxiliary answer the decision weight (in place)."""
-    for b, ex in enumerate(examples):
-        if ex.label is not None:  # a Yes/No example, not an auxiliary answer
-            continue
-        head = next((h for h in (*AUX_HEADS, *aux_heads(ex.facet, True)) if ex.answer.startswith(h)), None)
-        if head is not None:
-            j = len(tokenizer(head, add_special_tokens=False)["input_ids"])  # answer token j: the value's first
-            batch.weights[b, (batch.labels[b] >= 0).nonzero()[j, 0]] = weight
+    """``ex`` answered with the video's (or the question's) value words of its facet after :func:`aux_heads`
+    (:func:`vidreward.world.critic_aux.aux_example`: ``encode_batch`` weights the value's first token like a
+    decision)."""
+    return library_aux_example(ex, rcfg, video_side, heads=aux_heads(ex.facet, keyed))
 
 
 def broadcast_sets(ex: cd.CriticExample, tokens: list[set[str]], n_frames: int, rcfg: RenderConfig) -> list[set[str]]:
@@ -354,8 +344,6 @@ def main() -> None:
             examples.append(ex)
             n_frames.append(n)
         batch = encode_batch(critic, examples, n_frames, decision_weight=20.0)
-        if args.aux_share:
-            weight_aux_values(batch, examples, critic.tokenizer, 20.0)
         loss, preds = answer_loss(model, batch, concepts(concept_sets(examples, n_frames, rcfg, where=args.where,
                                                                           occlude=args.occlude,
                                                                           broadcast=args.broadcast)))

@@ -39,14 +39,10 @@ import random
 import time
 
 import torch
-from critic_concept_lm import (  # the same auxiliary answers and place words (this script's directory)
-    COL_WHERE,
-    ROW_WHERE,
-    aux_heads,
-    facet_value,
-)
+from critic_concept_lm import COL_WHERE, ROW_WHERE, aux_heads  # this script's directory: the same place words
 
 from vidreward.world import critic_data as cd
+from vidreward.world.critic_aux import facet_value
 from vidreward.world.critic_concepts import video_scene
 from vidreward.world.critic_model import CriticArch, build_critic_model, train_tokenizer
 from vidreward.world.render import RenderConfig

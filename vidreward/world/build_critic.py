@@ -317,7 +317,7 @@ def run_command(args) -> int:
     """``vidreward world build critic`` (``--work-dir``, ``--out``, ``--seed``, ``--threads``, ``--critic-minutes`` of
     the build parser)."""
     cfg = CriticBuildConfig(seed=args.seed, threads=args.threads)
-    if getattr(args, "critic_minutes", None):
+    if args.critic_minutes:
         cfg.deadline_minutes = args.critic_minutes
     if args.work_dir:
         cfg.work_dir = args.work_dir

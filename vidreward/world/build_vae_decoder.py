@@ -104,7 +104,8 @@ class DecoderStageConfig:
     """max std of the Gaussian noise added to a training latent, in normalised latent units (0 = clean latents)"""
     crop_latent: int | None = None
     """train on random ``crop_latent x crop_latent`` crops of the (cached) latents instead of whole frames
-    (:mod:`.vae_crops`; about ``(crop_latent / 16)^2`` of a whole-frame step's cost); None trains on whole frames"""
+    (:mod:`.vae_crops`; crop 10 of 16 makes steps 2.2x faster, benchmarks/vae_decoder_crops.py); None trains on
+    whole frames"""
     crop_margin: int = 1
     """latent pixels trimmed off each inner side of a crop before the loss (where a crop decodes unlike the frame)"""
     eval_every: int = 250

@@ -16,22 +16,20 @@ from __future__ import annotations
 
 import dataclasses
 
+from vidreward.world.captions import LOCATIONS
 from vidreward.world.critic_concepts import video_scene
 from vidreward.world.critic_data import CriticExample
 from vidreward.world.render import RenderConfig
 from vidreward.world.scene import SceneSpec
 
-#: start-cell row / column index -> its place word
-ROW_WHERE: tuple[str, str, str] = ("top", "center", "bottom")
-COL_WHERE: tuple[str, str, str] = ("left", "center", "right")
-
 
 def facet_value(scene: SceneSpec, facet: str) -> str:
-    """The words of ``scene`` that a ``facet`` question names (the first object's for the object facets)."""
+    """The words of ``scene`` that a ``facet`` question names (the first object's for the object facets; a start
+    cell's canonical caption phrase, :data:`captions.LOCATIONS`)."""
     obj = scene.objects[0]
     values = {"Environment": scene.background, "Lighting": scene.lighting, "Color Requirement": obj.color,
               "Object(s)": obj.shape, "Objects' Motion": obj.motion,
-              "Object Location / Spatial Distribution": f"{ROW_WHERE[obj.row]} {COL_WHERE[obj.col]}"}
+              "Object Location / Spatial Distribution": LOCATIONS[(obj.row, obj.col)][0]}
     if facet not in values:
         raise ValueError(f"no auxiliary value for facet {facet!r}; expected one of {sorted(values)}")
     return values[facet]
@@ -42,8 +40,10 @@ def aux_heads(facet: str) -> tuple[str, str]:
     return f"Video {facet}:", f"Question {facet}:"
 
 
-def aux_example(ex: CriticExample, rcfg: RenderConfig, video_side: bool) -> CriticExample:
-    """``ex`` (a TA example) answered with the drawn video's (``video_side``) or the prompt's value of its facet.
+def aux_example(ex: CriticExample, rcfg: RenderConfig, video_side: bool,
+                heads: tuple[str, str] | None = None) -> CriticExample:
+    """``ex`` (a TA example) answered with the drawn video's (``video_side``) or the prompt's value of its facet,
+    after the video-side or question-side prefix of ``heads`` (default: :func:`aux_heads` of the facet).
 
     The space before the value is the one decision character, so ``encode_batch`` weights the value's first token
     (" dim") like a decision; ``label`` and ``eval_char`` are None, so it is never scored as a Yes/No.
@@ -51,6 +51,6 @@ def aux_example(ex: CriticExample, rcfg: RenderConfig, video_side: bool) -> Crit
     if ex.dimension != "ta" or ex.scene is None:
         raise ValueError(f"auxiliary answers need a TA example with its scene, not {ex.dimension!r}")
     scene = video_scene(ex.scene, ex.source, ex.seed, rcfg)[0] if video_side else ex.scene
-    head = aux_heads(ex.facet)[0 if video_side else 1]
+    head = (heads or aux_heads(ex.facet))[0 if video_side else 1]
     answer = f"{head} {facet_value(scene, ex.facet)}"
     return dataclasses.replace(ex, answer=answer, label=None, decision_chars=[len(head)], eval_char=None)
