@@ -9,10 +9,10 @@ Stages (as real VLMs are built; see ../shared/notes/world-probe.md for why a one
    scores the words that describe its region through the language model's own word embeddings
    (:mod:`critic_align`; occluding: an object's tokens carry only the object's words), for ``align_steps``.
 2. caption: the vision tower frozen; dense LM loss over captions and facet descriptions of the videos.
-3. instruct: the Figs. 15-17 questions and the Vanilla question with JSON answers, one unit at a time: each
-   curriculum phase adds one unit (:data:`critic_curriculum.CURRICULUM`), half the batch from the new unit, and
-   moves on when the new unit's running decision accuracy reaches ``phase_target`` (or after
-   ``phase_max_steps``); then a mixed phase. Examples come in Yes/No pairs on the same scene; TA questions are
+3. instruct: the Figs. 15-17 questions and the Vanilla question with JSON answers, a few units at a time: each
+   curriculum phase adds its units (:data:`critic_curriculum.PHASES`; the first mixes Environment, Lighting and
+   Colour), half the batch from the new units, and moves on when their running decision accuracy reaches
+   ``phase_target`` (or after ``phase_max_steps`` per unit); then a mixed phase. Examples come in Yes/No pairs on the same scene; TA questions are
    partly asked in a short warm-up form (``short_question_share``) and partly answered with a keyed auxiliary
    answer (``aux_share``, :mod:`critic_aux`: "Video Lighting: dim"); the decision tokens weigh
    ``decision_weight``; the vision tower is tuned too from the VQ phase on (``instruct_vision_lr``).
@@ -62,8 +62,8 @@ from vidreward.world.critic_batch import (
     weighted_nll,
 )
 from vidreward.world.critic_curriculum import (
-    CURRICULUM,
     N_FRAMES_CHOICES,
+    PHASES,
     VISION_TUNING_PHASE,
     curriculum_example,
     train_scene,
@@ -119,10 +119,10 @@ class CriticBuildConfig:
     """stage (iii) learning rate of the vision tower (0: keep it frozen after stage (i))"""
     phase_min_steps: int = 20
     """stage (iii): steps before a phase may end"""
-    phase_max_steps: int = 400
-    """stage (iii): steps after which a phase ends anyway"""
+    phase_max_steps: int = 500
+    """stage (iii): steps per unit of a phase after which the phase ends anyway (a 3-unit phase: 1500)"""
     phase_target: float = 0.9
-    """stage (iii): running decision accuracy of the new unit that ends its phase"""
+    """stage (iii): running decision accuracy of the phase's new units that ends the phase"""
     mixed_steps: int = 3000
     """stage (iii): steps of the final mixed phase"""
     eval_every: int = 100
@@ -265,30 +265,30 @@ def run_build(cfg: CriticBuildConfig) -> dict:
         checkpoint(None)
         optimizer = make_optimizer("instruct", None)
     # ---- stage (iii): instruction tuning with a facet-by-facet curriculum ------------------------------------
-    total = len(CURRICULUM) + 1
+    total = len(PHASES) + 1
     while ex["stage"] == "instruct":
         step, phase = ex["stage_step"], ex["phase"]
         pairs = [curriculum_example(_rng(cfg, "instruct", step, i // 2), i, phase, cfg.short_question_share, rcfg,
                                     cfg.format_share, cfg.aux_share) for i in range(cfg.batch_size)]
         loss, preds = text_step([p[0] for p in pairs], [p[1] for p in pairs])
         ex["phase_step"] += 1
-        unit = CURRICULUM[phase] if phase < len(CURRICULUM) else None
-        recent = deque(ex["recent"], maxlen=160)
+        units = PHASES[phase] if phase < len(PHASES) else None
+        recent = deque(ex["recent"], maxlen=160 * len(units or ("mixed",)))
         for (e, _), p in zip(pairs, preds):
-            if e.label is not None and (unit is None or e.facet == unit):
+            if e.label is not None and (units is None or e.facet in units):
                 recent.append(int(p == e.label))
         ex["recent"] = list(recent)
         run_acc = sum(recent) / max(len(recent), 1)
         if step % 20 == 0:
             logger.info("stage 3 step %d phase %d/%d (%s) loss %.3f running acc %.3f", step, phase, total,
-                        unit or "mixed", loss, run_acc)
+                        "+".join(units or ("mixed",)), loss, run_acc)
         done_phase = ex["phase_step"] >= cfg.phase_min_steps and len(recent) >= 60 and run_acc >= cfg.phase_target
-        if unit is not None and (done_phase or ex["phase_step"] >= cfg.phase_max_steps):
-            logger.info("phase %s ends after %d steps (running acc %.3f)", unit, ex["phase_step"], run_acc)
+        if units is not None and (done_phase or ex["phase_step"] >= cfg.phase_max_steps * len(units)):
+            logger.info("phase %s ends after %d steps (running acc %.3f)", "+".join(units), ex["phase_step"], run_acc)
             ex.update(phase=phase + 1, phase_step=0, recent=[])
         build_minutes = sum(ex["minutes"].values()) + (time.time() - mark[0]) / 60  # over every (resumed) run
         out_of_time = cfg.deadline_minutes and build_minutes >= cfg.deadline_minutes
-        finished = unit is None and ex["phase_step"] >= cfg.mixed_steps
+        finished = units is None and ex["phase_step"] >= cfg.mixed_steps
         if ex["stage_step"] % cfg.eval_every == 0 or finished or out_of_time:
             acc = evaluate(critic, held)
             shuffled = evaluate(critic, held, shuffle=True)

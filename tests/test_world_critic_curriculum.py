@@ -1,0 +1,40 @@
+"""Stage (iii) curriculum of the critic build: which units each phase draws, and the Yes/No pairing."""
+
+import random
+from collections import Counter
+
+from vidreward.world.critic_curriculum import CURRICULUM, PHASES, VISION_TUNING_PHASE, curriculum_example
+from vidreward.world.render import RenderConfig
+
+CFG = RenderConfig()
+
+
+def _units(phase: int, count: int = 64, format_share: float = 0.0) -> Counter:
+    drawn = [curriculum_example(random.Random(f"c{k // 2}"), k, phase, 0.0, CFG, format_share)[0]
+             for k in range(count)]
+    return Counter(e.facet for e in drawn if e.dimension != "caption"), drawn
+
+
+def test_phases_cover_every_unit_once_and_vision_tuning_starts_at_vq():
+    assert sorted(CURRICULUM) == sorted(set(CURRICULUM)) and len(CURRICULUM) == 9
+    assert PHASES[0] == ("Environment", "Lighting", "Color Requirement")
+    assert "vq" in PHASES[VISION_TUNING_PHASE] and all("vq" not in p for p in PHASES[:VISION_TUNING_PHASE])
+
+
+def test_first_phase_mixes_its_three_facets_only():
+    units, drawn = _units(0)
+    assert set(units) == set(PHASES[0])  # without format_share, nothing outside the phase
+    assert min(units.values()) >= 8  # all three are drawn, none starved (64 draws, about 20 each)
+    for a, b in zip(drawn[::2], drawn[1::2]):  # a pair shares its generator: same scene and unit
+        assert (a.dimension, a.facet, a.scene) == (b.dimension, b.facet, b.scene)
+        if a.dimension != "caption":
+            assert (a.label, b.label) == ("Yes", "No")
+
+
+def test_later_phase_draws_new_units_on_half_and_replays_earlier_phases():
+    phase = PHASES.index(("Object(s)",))
+    units, _ = _units(phase, count=128)
+    new = units["Object(s)"]
+    replay = sum(units[u] for u in PHASES[0])
+    assert set(units) == {"Object(s)", *PHASES[0]}
+    assert 0.3 < new / (new + replay) < 0.7
