@@ -31,7 +31,7 @@ def tiny_world_critic(tmp_path_factory):
     from transformers import AutoTokenizer
 
     from vidreward.critics.vlm import VLMCritic
-    from vidreward.world.build_critic import ASSET_DIR
+    from vidreward.world.critic_build_config import ASSET_DIR
     from vidreward.world.critic_model import CriticArch, build_critic_model
 
     tokenizer = AutoTokenizer.from_pretrained(ASSET_DIR)

@@ -15,7 +15,7 @@ import torch
 from vidreward.critics.vlm import VLMCritic
 from vidreward.video_io import subsample_frames
 from vidreward.world import critic_data as cd
-from vidreward.world.build_critic import ASSET_DIR
+from vidreward.world.critic_build_config import ASSET_DIR
 
 N_FRAMES = 10
 PER_DIMENSION = 12

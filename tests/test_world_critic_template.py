@@ -35,7 +35,7 @@ def test_text_first_equals_the_qwen_template_with_text_moved_first(visuals):
 def test_critic_inputs_with_the_text_first_template_match_the_official_processor(tmp_path):
     from transformers import AutoTokenizer
 
-    from vidreward.world.build_critic import ASSET_DIR
+    from vidreward.world.critic_build_config import ASSET_DIR
 
     arch = CriticArch(vision_depth=1, vision_hidden=32, vision_heads=2, text_layers=1, text_hidden=32, text_heads=2,
                       text_kv_heads=1)

@@ -10,8 +10,8 @@ import torch
 
 from vidreward.cli import main
 from vidreward.config import load_config
-from vidreward.world.build_critic import ASSET_DIR as CRITIC_DIR
 from vidreward.world.build_generator import ASSET_DIR as GENERATOR_DIR
+from vidreward.world.critic_build_config import ASSET_DIR as CRITIC_DIR
 from vidreward.world.drf_data import label_reference, select_records
 
 CONFIGS = Path(__file__).resolve().parents[1] / "configs" / "world"

@@ -45,7 +45,7 @@ WORLD_JOB = "world_gran_dpo"
 # ---- reward models -------------------------------------------------------------------------------------------
 def default_backbone(rm_dir: Path, pixels: int) -> str:
     """The shipped world critic when present, else a tiny random Qwen2.5-VL built under ``rm_dir``."""
-    from vidreward.world.build_critic import ASSET_DIR
+    from vidreward.world.critic_build_config import ASSET_DIR
 
     if (Path(ASSET_DIR) / "config.json").is_file():
         return str(ASSET_DIR)

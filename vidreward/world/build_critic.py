@@ -30,7 +30,7 @@ import json
 import random
 import time
 from collections import deque
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict
 from pathlib import Path
 
 import torch
@@ -61,6 +61,7 @@ from vidreward.world.critic_batch import (
     video_features,
     weighted_nll,
 )
+from vidreward.world.critic_build_config import CriticBuildConfig
 from vidreward.world.critic_curriculum import (
     N_FRAMES_CHOICES,
     PHASES,
@@ -68,70 +69,10 @@ from vidreward.world.critic_curriculum import (
     curriculum_example,
     train_scene,
 )
-from vidreward.world.critic_model import CriticArch, build_critic_model, export_critic, train_tokenizer
+from vidreward.world.critic_model import build_critic_model, export_critic, train_tokenizer
 from vidreward.world.render import RenderConfig
 
 logger = get_logger(__name__)
-ASSET_DIR = Path(__file__).parent / "assets" / "critic"
-
-
-@dataclass
-class CriticBuildConfig:
-    """Settings of the critic build."""
-
-    work_dir: str = "runs/world_critic_build"
-    """checkpoints, the initial model and the best model so far"""
-    out_dir: str = str(ASSET_DIR)
-    """where the best critic is written (save_pretrained dir)"""
-    seed: int = 0
-    """seed of the tokenizer corpus, the initial weights and every training example"""
-    threads: int = 1
-    """torch CPU threads"""
-    arch: CriticArch = field(default_factory=CriticArch)
-    """model sizes"""
-    batch_size: int = 32
-    """examples per step"""
-    align_steps: int = 2500
-    """stage (i) steps"""
-    align_batch_size: int = 16
-    """stage (i) videos per step"""
-    align_lr: float = 2e-3
-    """stage (i) learning rate (vision tower, attribute-word embeddings, word-score biases)"""
-    align_group_weight: float = 1.0
-    """stage (i) weight of the per-group (colour / shape / size) cross-entropy on object tokens"""
-    caption_steps: int = 150
-    """stage (ii) steps"""
-    caption_lr: float = 1e-3
-    """stage (ii) learning rate of the language model"""
-    text_lr: float = 1e-3
-    """stage (iii) learning rate of the language model (3e-3 stalled the language-model experiments at 0.50-0.55)"""
-    aux_share: float = 0.5
-    """stage (iii): share of TA examples answered with a keyed auxiliary answer (``Video Lighting: dim``,
-    :mod:`critic_aux`) instead of the Yes/No JSON"""
-    short_question_share: float = 0.5
-    """stage (iii): share of TA examples asked with the short warm-up question during the curriculum phases
-    (a quarter of it in the mixed phase); held-out evaluation always uses the Fig. 15 template"""
-    format_share: float = 0.1
-    """stage (iii): share of curriculum-phase examples drawn from any unit (every answer format from the start)"""
-    decision_weight: float = 20.0
-    """stage (ii)/(iii) loss weight of each Yes/No decision token (other answer tokens weigh 1)"""
-    instruct_vision_lr: float = 3e-4
-    """stage (iii) learning rate of the vision tower (0: keep it frozen after stage (i))"""
-    phase_min_steps: int = 20
-    """stage (iii): steps before a phase may end"""
-    phase_max_steps: int = 500
-    """stage (iii): steps per unit of a phase after which the phase ends anyway (a 3-unit phase: 1500)"""
-    phase_target: float = 0.9
-    """stage (iii): running decision accuracy of the phase's new units that ends the phase"""
-    mixed_steps: int = 3000
-    """stage (iii): steps of the final mixed phase"""
-    eval_every: int = 100
-    """stage (iii): steps between held-out evaluations (and checkpoints)"""
-    held_out_per_dimension: int = 48
-    """held-out examples per dimension (balanced Yes/No)"""
-    deadline_minutes: float = 88.0
-    """stop stage (iii) once the build's wall-clock minutes (all stages, summed over resumed runs) reach this
-    (0: no limit)"""
 
 
 def _rng(cfg: CriticBuildConfig, *parts) -> random.Random:
@@ -228,7 +169,7 @@ def run_build(cfg: CriticBuildConfig) -> dict:
 
     for p in text_params:
         p.requires_grad_(True)
-    optimizer = make_optimizer(ex["stage"], opt_state)
+    optimizer = make_optimizer(ex["stage"], opt_state) if ex["stage"] != "done" else None  # a finished build
 
     def text_step(examples, nf):
         batch = encode_batch(critic, examples, nf, decision_weight=cfg.decision_weight)

@@ -1,0 +1,50 @@
+"""`vidreward world build critic` end to end on a very small critic: every stage and curriculum phase runs, the best
+critic is exported, and a re-run resumes from the finished checkpoint instead of training again."""
+
+import json
+from pathlib import Path
+
+import pytest
+
+from vidreward.critics.vlm import VLMCritic
+from vidreward.train.checkpoint import load_checkpoint, resolve_resume
+from vidreward.world.build_critic import run_build
+from vidreward.world.critic_build_config import CriticBuildConfig
+from vidreward.world.critic_curriculum import PHASES
+from vidreward.world.critic_model import CriticArch
+
+pytestmark = pytest.mark.usefixtures("one_thread")
+
+
+@pytest.fixture(scope="module")
+def tiny_build(tmp_path_factory):
+    root = tmp_path_factory.mktemp("critic_build")
+    arch = CriticArch(vision_depth=1, vision_hidden=32, vision_heads=2, text_layers=1, text_hidden=32, text_heads=2,
+                      text_kv_heads=1)
+    cfg = CriticBuildConfig(work_dir=str(root / "work"), out_dir=str(root / "out"), arch=arch, batch_size=4,
+                            align_steps=2, align_batch_size=2, caption_steps=2, phase_min_steps=1, phase_max_steps=1,
+                            mixed_steps=2, eval_every=4, held_out_per_dimension=2, deadline_minutes=0.0)
+    return cfg, run_build(cfg)
+
+
+def test_build_runs_every_phase_and_exports_the_best_critic(tiny_build):
+    cfg, info = tiny_build
+    written = json.loads((Path(cfg.out_dir) / "critic_build.json").read_text())
+    assert written["best_eval"] == info["best_eval"]
+    assert set(info["best_eval"]["acc"]) == {"ta", "phy", "vq", "vanilla"}
+    assert set(info["minutes_per_stage"]) >= {"align", "caption", "instruct"}
+    state = load_checkpoint(resolve_resume("auto", Path(cfg.work_dir) / "checkpoints")).state.extra
+    # a phase ends after phase_max_steps (1) per unit: 3 steps for the first (3 units), 1 for each of the other 6,
+    # then the 2 mixed steps
+    assert len(PHASES) == 7 and (state["stage"], state["phase"], state["stage_step"]) == ("done", 7, 11)
+    assert [h["step"] for h in state["history"]] == [4, 8, 11]
+    critic = VLMCritic.from_pretrained(cfg.out_dir)
+    assert critic.model.config.model_type == "qwen2_5_vl"
+
+
+def test_rerun_resumes_the_finished_build(tiny_build, caplog):
+    cfg, info = tiny_build
+    with caplog.at_level("INFO"):
+        again = run_build(cfg)
+    assert "resumed from" in caplog.text and "stage done" in caplog.text
+    assert again["best_eval"] == info["best_eval"] and again["minutes_per_stage"] == info["minutes_per_stage"]
