@@ -75,8 +75,11 @@ class DecoderStageConfig:
     """width (``AutoencoderKLWan``'s ``decoder_base_dim``, a whole multiple of the shipped width) of the decoder to
     train: the shipped decoder widened function-preservingly (:mod:`.widen`), then fine-tuned; None fine-tunes the
     shipped decoder in place at its own width"""
-    widen_noise: float = 0.01
+    widen_noise: float = 0.0
     """std of the symmetry-breaking noise added to widened weights, relative to each weight tensor's std"""
+    widen_random_split: bool = True
+    """break the widened copies' symmetry exactly, reading each copy with a random share of its column
+    (:mod:`.widen`); the copy-and-1e-2-noise widening of session 5 left the copies nearly equal"""
     batch_size: int = 8
     """whole videos per optimiser step"""
     lr: float = 5e-4
@@ -130,11 +133,11 @@ def widens_decoder(config, decoder_base_dim: int | None) -> bool:
 
 
 def load_decoder_trainable_vae(vae_dir: str | Path, decoder_base_dim: int | None = None, widen_noise: float = 0.0,
-                               seed: int = 0):
+                               seed: int = 0, random_split: bool = False):
     """``AutoencoderKLWan`` from ``vae_dir`` with only :data:`TRAINED_MODULES` requiring grad.
 
     With ``decoder_base_dim`` the decoder side (``post_quant_conv`` + ``decoder``) is the shipped one widened to that
-    width (:func:`.widen.widen_decoder`, symmetry-breaking noise ``widen_noise``); the encoder, ``quant_conv`` and
+    width (:func:`.widen.widen_decoder`; symmetry broken by ``random_split`` and / or ``widen_noise``); the encoder, ``quant_conv`` and
     the latent statistics are the shipped ones.
     """
     from diffusers import AutoencoderKLWan
@@ -147,7 +150,7 @@ def load_decoder_trainable_vae(vae_dir: str | Path, decoder_base_dim: int | None
         wide = AutoencoderKLWan.from_config({**config, "decoder_base_dim": decoder_base_dim})
         for name in FROZEN_MODULES:
             getattr(wide, name).load_state_dict(getattr(vae, name).state_dict())
-        widen_decoder(vae, wide, widen_noise, seed)
+        widen_decoder(vae, wide, widen_noise, seed, random_split)
         vae = wide
     vae.requires_grad_(False)
     for name in TRAINED_MODULES:
@@ -214,7 +217,7 @@ def train_vae_decoder(cfg: DecoderStageConfig, render_cfg: RenderConfig, vae_dir
     stage_dir = Path(stage_dir)
     stage_dir.mkdir(parents=True, exist_ok=True)
     torch.manual_seed(seed)
-    vae = load_decoder_trainable_vae(vae_dir, cfg.decoder_base_dim, cfg.widen_noise, seed)
+    vae = load_decoder_trainable_vae(vae_dir, cfg.decoder_base_dim, cfg.widen_noise, seed, cfg.widen_random_split)
     reference = frozen_state(vae)
     done = stage_done(stage_dir)
     if done is not None:

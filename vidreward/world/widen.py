@@ -12,8 +12,16 @@ every hidden channel ``c`` is copied ``k`` times, so a hidden activation ``h`` b
 - The single-head mid-block attention scales logits by ``1 / sqrt(channels)``. Copies make ``q' . k' = k q . k``
   and the scale ``1 / sqrt(k C)``; multiplying the q chunk by ``1 / sqrt(k)`` restores ``q . k / sqrt(C)``.
 
-Copies receive identical gradients and would stay copies forever, so :func:`widen_decoder_state` adds Gaussian noise
-of ``noise * std(W)`` to every widened weight (``noise=0`` is the exact copy the tests check).
+Copies that are also consumed identically receive identical gradients and stay copies forever: the widened decoder
+then has no more capacity than the narrow one. Two ways to break the symmetry:
+
+- ``random_split`` (exact): an input dimension that widened splits each column over its ``k`` copies with random
+  positive weights ``u_1..u_k`` (``sum_m u_m = 1``, drawn per weight entry) instead of ``1 / k`` each. Since the
+  copies' activations are equal, ``sum_m u_m W_ij h_j = W_ij h_j``: the decoder still computes the same video, but
+  the copies are read with different weights, so their gradients differ from the first step on.
+- ``noise`` (approximate): Gaussian noise of ``noise * std(W)`` added to every widened weight.
+
+``noise=0`` without ``random_split`` is the exact copy the tests check by hand.
 """
 
 from __future__ import annotations
@@ -32,11 +40,22 @@ def _repeat_channels(tensor: torch.Tensor, dim: int, factor: int, chunks: int) -
     return torch.cat([p.repeat_interleave(factor, dim) for p in parts], dim)
 
 
+def _split_weights(shape: tuple[int, ...], old: int, factor: int, generator: torch.Generator | None
+                   ) -> torch.Tensor:
+    """Random positive weights of ``shape`` (dim 1 = ``old * factor`` adjacent copies) summing to 1 over each
+    channel's ``factor`` copies."""
+    grouped = (shape[0], old, factor, *shape[2:])
+    u = 0.5 + torch.rand(grouped, generator=generator)  # in [0.5, 1.5): no copy is read with a near-zero weight
+    return (u / u.sum(dim=2, keepdim=True)).flatten(1, 2)
+
+
 def widen_decoder_state(narrow: dict[str, torch.Tensor], wide_shapes: dict[str, torch.Size], noise: float = 0.0,
-                        generator: torch.Generator | None = None) -> dict[str, torch.Tensor]:
+                        generator: torch.Generator | None = None, random_split: bool = False
+                        ) -> dict[str, torch.Tensor]:
     """State dict of the wide decoder (``wide_shapes``) that computes what the ``narrow`` decoder computes.
 
-    Dimension 0 of a tensor is its output channels, dimension 1 (weights only) its input channels.
+    Dimension 0 of a tensor is its output channels, dimension 1 (weights only) its input channels. ``random_split``
+    and ``noise`` break the copies' symmetry (module docstring).
     """
     wide: dict[str, torch.Tensor] = {}
     for name, tensor in narrow.items():
@@ -53,7 +72,7 @@ def widen_decoder_state(narrow: dict[str, torch.Tensor], wide_shapes: dict[str, 
             factor = new // old
             out = _repeat_channels(out, dim, factor, chunks if dim == 0 else 1)
             if dim == 1:
-                out = out / factor
+                out = out * _split_weights(tuple(out.shape), old, factor, generator) if random_split else out / factor
         widened = out.shape != tensor.shape
         if widened and name.endswith(("to_qkv.weight", "to_qkv.bias")):
             factor = shape[0] // tensor.shape[0]
@@ -67,11 +86,11 @@ def widen_decoder_state(narrow: dict[str, torch.Tensor], wide_shapes: dict[str, 
     return wide
 
 
-def widen_decoder(narrow_vae, wide_vae, noise: float = 0.0, seed: int = 0) -> None:
+def widen_decoder(narrow_vae, wide_vae, noise: float = 0.0, seed: int = 0, random_split: bool = False) -> None:
     """Load into ``wide_vae``'s ``post_quant_conv`` + ``decoder`` the widened weights of ``narrow_vae``'s."""
     generator = torch.Generator().manual_seed(seed)
     for module in ("post_quant_conv", "decoder"):
         target = getattr(wide_vae, module)
         shapes = {k: v.shape for k, v in target.state_dict().items()}
         target.load_state_dict(widen_decoder_state(getattr(narrow_vae, module).state_dict(), shapes, noise,
-                                                   generator))
+                                                   generator, random_split))
