@@ -1,0 +1,65 @@
+"""Held-out Yes/No accuracy of a world critic per TA facet and per dimension, frames in order and shuffled.
+
+The build's own evaluation (``critic_batch.evaluate`` on ``critic_data.held_out_examples``) draws a random facet per
+TA example, so it cannot say which facets a critic has learnt. This script asks every facet the same number of
+balanced questions on held-out scenes (Fig. 15 template) and prints one row per facet and per dimension; the
+shuffled column rolls the videos within each row, so a critic that reads the video drops to about 0.5 there.
+
+    .venv/bin/python scripts/experiments/critic_facet_eval.py [--critic DIR] [--per-row 48] [--out FILE.json]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+import torch
+
+from vidreward.critics.vlm import VLMCritic
+from vidreward.world import critic_data as cd
+from vidreward.world.critic_batch import evaluate
+from vidreward.world.critic_build_config import ASSET_DIR
+from vidreward.world.render import RenderConfig
+from vidreward.world.scene import sample_scene
+from vidreward.world.splits import split_of
+
+
+def facet_examples(facet: str, count: int, rcfg: RenderConfig, seed0: int) -> list[cd.CriticExample]:
+    """``count`` balanced (Yes, No, Yes, ...) Fig. 15 examples of ``facet`` on held-out scenes from ``seed0`` on."""
+    out, seed = [], seed0
+    while len(out) < count:
+        spec = sample_scene(seed, rcfg.num_frames)
+        if split_of(spec) == "heldout":
+            out.append(cd.make_example(spec, "ta", ("Yes", "No")[len(out) % 2], seed, rcfg, 10, facet=facet))
+        seed += 1
+    return out
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--critic", default=str(ASSET_DIR), help="critic save_pretrained dir (default: shipped)")
+    parser.add_argument("--per-row", type=int, default=48, help="balanced examples per facet / dimension")
+    parser.add_argument("--out", help="write the table as JSON here")
+    args = parser.parse_args()
+    torch.set_num_threads(1)
+    rcfg = RenderConfig()
+    critic = VLMCritic.from_pretrained(args.critic)
+    rows: dict[str, dict[str, float]] = {}
+    for k, facet in enumerate(cd.TA_FACETS):
+        examples = facet_examples(facet, args.per_row, rcfg, cd.HELD_OUT_SEED0 + 100_000 * (k + 1))
+        rows[f"ta / {facet}"] = {"acc": evaluate(critic, examples)["ta"],
+                                 "shuffled": evaluate(critic, examples, shuffle=True)["ta"]}
+    held = cd.held_out_examples(args.per_row, rcfg)
+    acc, shuffled = evaluate(critic, held), evaluate(critic, held, shuffle=True)
+    rows.update({dim: {"acc": acc[dim], "shuffled": shuffled[dim]} for dim in acc})
+    width = max(map(len, rows))
+    print(f"{'row':<{width}}  acc    shuffled   ({args.critic}, {args.per_row} per row)")
+    for name, row in rows.items():
+        print(f"{name:<{width}}  {row['acc']:.3f}  {row['shuffled']:.3f}")
+    if args.out:
+        Path(args.out).write_text(json.dumps({"critic": args.critic, "per_row": args.per_row, "rows": rows}, indent=1))
+
+
+if __name__ == "__main__":
+    main()
