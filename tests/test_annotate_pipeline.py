@@ -113,7 +113,9 @@ def test_run_good_and_failing_items_all_accounted_for(tmp_path):
     assert set(vision) == {4, 8}
     ref_summary = json.loads(stage_paths(out / "records.jsonl")[1].read_text())
     assert ref_summary["counters"]["kept"] == 3 and ref_summary["counters"]["dropped_unfavourable"] == 1
-    assert ref_summary["counters"]["explanations_cut_to_50_words"] == 4 * 2  # 3 kept + 1 dropped, 2 TA each
+    # 3 kept records x 2 TA answers, + the dropped one's first TA answer (its first query, unfavourable, ends it)
+    assert ref_summary["counters"]["explanations_cut_to_50_words"] == 3 * 2 + 1
+    assert ref_summary["counters"]["queries_not_asked_after_unfavourable"] == 3
 
     # Rerun: everything is already done, nothing is duplicated, and no request is sent.
     with LoopbackOpenAI() as server:

@@ -13,7 +13,10 @@ Answers are parsed (:func:`~vidreward.annotate.parsing.parse_answer`; a failed p
 error fed back) and stored as canonical JSON with explanations capped at 50 words (Sec. 6.4). Sec. 6.3 keeps
 a record only when every reference answer is favourable ("Yes" for TA, "No" defect for Phy/VQ; see
 :mod:`vidreward.critics.queries`); other records go to the rejects file with category ``unfavourable`` and
-the offending answers as reason, unless ``keep_unfavourable`` is set.
+the first offending answer as reason, unless ``keep_unfavourable`` is set. Without ``keep_unfavourable`` a record's
+queries are asked one after another and the first unfavourable answer ends the record (the rest would be thrown
+away; on the world critic this is most of the stage's time); records still run concurrently. With it, all queries
+of a record are asked at once.
 """
 
 from __future__ import annotations
@@ -85,24 +88,32 @@ def make_references_processor(
         except VideoReadError as err:
             raise ItemRejected("video_unreadable", str(err)) from err
         frame_list = list(resize_frames(frames, frame_max_side).unbind(0))
-        results = await asyncio.gather(
-            *(
-                answer_query(backend, frame_list + frame_list if q.needs_reference else frame_list, q, attempts, counters)
-                for q in queries
-            ),
-            return_exceptions=True,
-        )
-        for result in results:
-            if isinstance(result, BaseException):
-                raise result
-        answers: list[dict[str, Any]] = list(results)  # type: ignore[arg-type]
-        counters["explanations_cut_to_50_words"] += sum(
-            canonical_answer(q.dimension, a)[2] for q, a in zip(queries, answers)
-        )
-        bad = unfavourable_answers(queries, answers)
-        if bad and not keep_unfavourable:
-            counters["dropped_unfavourable"] += 1
-            raise ItemRejected("unfavourable", "not every reference answer is favourable: " + "; ".join(bad))
+
+        def ask(query: Query):
+            return answer_query(backend, frame_list + frame_list if query.needs_reference else frame_list, query,
+                                attempts, counters)
+
+        if keep_unfavourable:  # every answer is kept: ask all queries at once
+            results = await asyncio.gather(*(ask(q) for q in queries), return_exceptions=True)
+            for result in results:
+                if isinstance(result, BaseException):
+                    raise result
+            answers: list[dict[str, Any]] = list(results)  # type: ignore[arg-type]
+            counters["explanations_cut_to_50_words"] += sum(
+                canonical_answer(q.dimension, a)[2] for q, a in zip(queries, answers)
+            )
+            counters["kept_unfavourable"] += bool(unfavourable_answers(queries, answers))
+        else:  # the record is dropped at its first unfavourable answer, so the later queries are not asked
+            answers = []
+            for query in queries:
+                answers.append(await ask(query))
+                counters["explanations_cut_to_50_words"] += canonical_answer(query.dimension, answers[-1])[2]
+                bad = unfavourable_answers([query], answers[-1:])
+                if bad:
+                    counters["dropped_unfavourable"] += 1
+                    counters["queries_not_asked_after_unfavourable"] += len(queries) - len(answers)
+                    raise ItemRejected("unfavourable", f"not every reference answer is favourable: {bad[0]} "
+                                       f"(query {len(answers)} of {len(queries)}; the rest were not asked)")
         counters["kept"] += 1
         return {**item, "queries": [query_record(q, a) for q, a in zip(queries, answers)], "n_frames": n_frames}
 
