@@ -21,19 +21,6 @@ from vidreward.world import critic_data as cd
 from vidreward.world.critic_batch import evaluate
 from vidreward.world.critic_build_config import ASSET_DIR
 from vidreward.world.render import RenderConfig
-from vidreward.world.scene import sample_scene
-from vidreward.world.splits import split_of
-
-
-def facet_examples(facet: str, count: int, rcfg: RenderConfig, seed0: int) -> list[cd.CriticExample]:
-    """``count`` balanced (Yes, No, Yes, ...) Fig. 15 examples of ``facet`` on held-out scenes from ``seed0`` on."""
-    out, seed = [], seed0
-    while len(out) < count:
-        spec = sample_scene(seed, rcfg.num_frames)
-        if split_of(spec) == "heldout":
-            out.append(cd.make_example(spec, "ta", ("Yes", "No")[len(out) % 2], seed, rcfg, 10, facet=facet))
-        seed += 1
-    return out
 
 
 def main() -> None:
@@ -47,7 +34,8 @@ def main() -> None:
     critic = VLMCritic.from_pretrained(args.critic)
     rows: dict[str, dict[str, float]] = {}
     for k, facet in enumerate(cd.TA_FACETS):
-        examples = facet_examples(facet, args.per_row, rcfg, cd.HELD_OUT_SEED0 + 100_000 * (k + 1))
+        examples = cd.held_out_examples(args.per_row, rcfg, seed0=cd.HELD_OUT_SEED0 + 100_000 * (k + 1),
+                                        dimensions=("ta",), facet=facet)
         rows[f"ta / {facet}"] = {"acc": evaluate(critic, examples)["ta"],
                                  "shuffled": evaluate(critic, examples, shuffle=True)["ta"]}
     held = cd.held_out_examples(args.per_row, rcfg)

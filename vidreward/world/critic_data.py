@@ -257,21 +257,23 @@ def make_example(spec: SceneSpec, dimension: str, label: str | None, seed: int, 
 
 
 def held_out_examples(count_per_dimension: int, cfg: RenderConfig | None = None, n_frames: int = 10,
-                      seed0: int = HELD_OUT_SEED0) -> list[CriticExample]:
+                      seed0: int = HELD_OUT_SEED0, dimensions: tuple[str, ...] = DIMENSIONS,
+                      facet: str | None = None) -> list[CriticExample]:
     """A fixed, balanced held-out set: per dimension, alternating Yes/No, on scenes of the world's held-out split.
 
     Scenes are the held-out-split scenes (``splits.split_of``) among seeds ``seed0, seed0 + 1, ...``; the build
-    trains on train-split scenes only, so these facet combinations are never seen in training.
+    trains on train-split scenes only, so these facet combinations are never seen in training. ``facet`` (with
+    ``dimensions=("ta",)``) asks every TA question about that facet instead of a drawn one.
     """
     cfg = cfg or RenderConfig()
     out, seed = [], seed0
-    for dim in DIMENSIONS:
+    for dim in dimensions:
         for i in range(count_per_dimension):
             spec = sample_scene(seed, cfg.num_frames)
             while split_of(spec) != "heldout":
                 seed += 1
                 spec = sample_scene(seed, cfg.num_frames)
-            out.append(make_example(spec, dim, ("Yes", "No")[i % 2], seed, cfg, n_frames))
+            out.append(make_example(spec, dim, ("Yes", "No")[i % 2], seed, cfg, n_frames, facet=facet))
             seed += 1
     return out
 

@@ -6,6 +6,8 @@ import json
 import shutil
 from pathlib import Path
 
+from vidreward.world.build_dit import write_json
+
 
 def export_vae(vae, generator_dir: str | Path) -> None:
     """Atomically replace ``<generator_dir>/vae`` with ``vae`` (safetensors); nothing else is touched."""
@@ -32,6 +34,4 @@ def record_in_report(generator_dir: str | Path, section: dict) -> None:
     path = Path(generator_dir) / "build_report.json"
     report = json.loads(path.read_text()) if path.is_file() else {}
     report["vae_decoder"] = section
-    tmp = path.with_name(".build_report.json.tmp")
-    tmp.write_text(json.dumps(report, indent=2, sort_keys=True, default=str))
-    tmp.replace(path)
+    write_json(path, report)
