@@ -1,8 +1,8 @@
 """Experiment: where a world VAE's foreground error sits (object interiors, the band inside edges, frames).
 
 Encodes and decodes (posterior mean, clamped decode, as :func:`vidreward.world.build_vae.evaluate_vae`) the first
-``--videos`` held-out renders (``--split train --skip N``: train renders N, N+1, ...) and prints, per region, the PSNR of that region (dB, peak 1, pooled over videos and
-channels) and its share of the foreground squared error:
+``--videos`` held-out renders (``--split train --skip N``: train renders N, N+1, ...) and prints, per region, the
+PSNR of that region (dB, peak 1, pooled over videos and channels) and its share of the foreground squared error:
 
 - ``fg``: object pixels (the build's foreground PSNR);
 - ``fg interior``: object pixels more than ``--band`` px from the background (the mask eroded by ``--band``);

@@ -92,7 +92,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                        help="steps between held-out evaluations of the vae_decoder stage (default 250)")
     build.add_argument("--vae-decoder-crop", type=int, default=None,
                        help="vae_decoder: train on random latent crops of this side (e.g. 10 of 16) instead of whole "
-                            "frames, the loss on their interior (crop 10: 2.2x faster steps, benchmarks/vae_decoder_crops.py)")
+                            "frames, the loss on their interior (crop 10: 2.2x faster steps, "
+                            "benchmarks/vae_decoder_crops.py)")
     build.add_argument("--vae-decoder-batch", type=int, default=None,
                        help="videos per step of the vae_decoder stage (default 8)")
     build.add_argument("--vae-decoder-loss", choices=("mixed", "l2"), default="mixed",

@@ -137,8 +137,8 @@ def load_decoder_trainable_vae(vae_dir: str | Path, decoder_base_dim: int | None
     """``AutoencoderKLWan`` from ``vae_dir`` with only :data:`TRAINED_MODULES` requiring grad.
 
     With ``decoder_base_dim`` the decoder side (``post_quant_conv`` + ``decoder``) is the shipped one widened to that
-    width (:func:`.widen.widen_decoder`; symmetry broken by ``random_split`` and / or ``widen_noise``); the encoder, ``quant_conv`` and
-    the latent statistics are the shipped ones.
+    width (:func:`.widen.widen_decoder`; symmetry broken by ``random_split`` and / or ``widen_noise``); the encoder,
+    ``quant_conv`` and the latent statistics are the shipped ones.
     """
     from diffusers import AutoencoderKLWan
 

@@ -1,9 +1,9 @@
 """Latent crops for the decoder-only VAE stage: decode part of a frame, score only the part a crop decodes faithfully.
 
 The decoder's cost grows with the latent area, so a step on ``size x size`` latent crops is faster than a
-whole-frame step (benchmarks/vae_decoder_crops.py: 2.24x for 10 of 16, less than the area ratio 2.56). A crop is not decoded exactly like the same region of the whole frame:
-convolutions see zero padding at the crop's sides instead of the neighbouring latents, and the mid-block attention
-sees only the crop. So the loss is taken on the crop's interior only, ``margin`` latent pixels (``4 * margin``
+whole-frame step (benchmarks/vae_decoder_crops.py: 2.24x for 10 of 16, less than the area ratio 2.56). A crop is
+not decoded exactly like the same region of the whole frame: convolutions see zero padding at the crop's sides
+instead of the neighbouring latents, and the mid-block attention sees only the crop. So the loss is taken on the crop's interior only, ``margin`` latent pixels (``4 * margin``
 video pixels at the Wan VAE's 4x spatial factor) in from each side that is not also a side of the frame (where the
 whole-frame decode pads in the same way). Measured on the shipped world VAE (session 7, 8 train renders): the
 interior of a 10 x 10 crop with margin 1 matches the whole-frame decode at 38.4 dB PSNR, a 12 x 12 crop with margin
