@@ -44,6 +44,19 @@ def _build_generator(args: argparse.Namespace) -> int:
             cfg.vae_decoder.batch_size = args.vae_decoder_batch
         if args.vae_decoder_loss == "l2":
             cfg.vae_decoder.l1_weight, cfg.vae_decoder.l2_weight, cfg.vae_decoder.edge_weight = 0.0, 1.0, 0.0
+    if args.vae_joint:
+        cfg.stages = ("vae_joint", "text", "dit", "export")
+        joint = cfg.vae_joint
+        joint.minutes = args.vae_joint_minutes
+        joint.start_dir = args.vae_joint_from
+        if args.vae_joint_steps:
+            joint.max_steps = args.vae_joint_steps
+        if args.vae_joint_z is not None:
+            joint.z_dim = args.vae_joint_z
+        if args.vae_joint_lr is not None:
+            joint.lr = args.vae_joint_lr
+        if args.vae_joint_eval_every is not None:
+            joint.eval_every = args.vae_joint_eval_every
     report = build_generator(cfg)
     log.info("build status: %s", report.get("status"))
     return 0 if report.get("status") in ("done", "vae_only", "exported_gate_passed") else 1
@@ -98,6 +111,18 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                        help="videos per step of the vae_decoder stage (default 8)")
     build.add_argument("--vae-decoder-loss", choices=("mixed", "l2"), default="mixed",
                        help="vae_decoder loss: the recipe's L1 + L2 + edge mix, or the foreground-weighted L2 alone")
+    build.add_argument("--vae-joint", action="store_true",
+                       help="fine-tune the whole VAE in --out (encoder too; stage vae_joint) instead of training one, "
+                            "then retrain the DiT on its latents and export the whole generator")
+    build.add_argument("--vae-joint-from", default=None, help="vae_joint: start VAE directory (default: <out>/vae)")
+    build.add_argument("--vae-joint-z", type=int, default=None,
+                       help="vae_joint: latent channels (more than the start's are grown function-preservingly; "
+                            "default 32)")
+    build.add_argument("--vae-joint-minutes", type=float, default=60.0, help="wall-clock cap of the vae_joint stage")
+    build.add_argument("--vae-joint-steps", type=int, default=None, help="step budget of the vae_joint stage")
+    build.add_argument("--vae-joint-lr", type=float, default=None, help="peak learning rate of the vae_joint stage")
+    build.add_argument("--vae-joint-eval-every", type=int, default=None,
+                       help="steps between held-out evaluations of the vae_joint stage (default 300)")
     build.add_argument("--critic-minutes", type=float, default=None,
                        help="critic: wall-clock minutes of the whole build (all stages, summed over resumed runs) after "
                             "which stage (iii) stops (default: the recipe's 88)")

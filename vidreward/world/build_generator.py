@@ -21,6 +21,10 @@ Follow-up stage ``vae_decoder`` (:mod:`.build_vae_decoder`; ``--vae-decoder-only
 fine-tunes only the decoder of the VAE already in ``--out`` (encoder frozen, so the DiT's latents stay valid; optionally
 widened first) and replaces only ``<out>/vae`` when its gate passes or every held-out metric improved; it runs alone
 and skips the stages above.
+
+Follow-up stage ``vae_joint`` (:mod:`.build_vae_joint`; ``--vae-joint``, i.e. ``stages=("vae_joint", "text", "dit",
+"export")``): fine-tunes the whole VAE in ``--out`` (encoder too, optionally with more latent channels) in place of
+stage 1, with stage 1's gate; the latents change, so the text, DiT and export stages follow it as in a full build.
 """
 
 from __future__ import annotations
@@ -36,6 +40,7 @@ from vidreward.log import get_logger
 from vidreward.world.build_dit import DitStageConfig
 from vidreward.world.build_vae import VaeStageConfig, train_vae
 from vidreward.world.build_vae_decoder import DecoderStageConfig, run_decoder_stage
+from vidreward.world.build_vae_joint import JointStageConfig, train_vae_joint
 from vidreward.world.render import RenderConfig
 from vidreward.world.splits import world_prompts
 
@@ -67,12 +72,15 @@ class BuildConfig:
     """the text and DiT stages"""
     vae_decoder: DecoderStageConfig = dataclasses.field(default_factory=DecoderStageConfig)
     """the decoder-only fine-tuning stage (runs only when ``stages`` names ``vae_decoder``)"""
+    vae_joint: JointStageConfig = dataclasses.field(default_factory=JointStageConfig)
+    """the whole-VAE fine-tuning stage (replaces stage 1 when ``stages`` names ``vae_joint``)"""
     bench_prompts: int = 64
     """held-out prompts of the final oracle bench of the shipped generator"""
     ignore_vae_gate: bool = False
     """go on to the DiT although the VAE gate failed (only to meet a deadline; recorded in the report)"""
     stages: tuple[str, ...] = ("vae", "text", "dit", "export")
-    """stages to run (finished ones are skipped anyway); ``("vae_decoder",)`` runs the decoder fine-tuning alone"""
+    """stages to run (finished ones are skipped anyway); ``("vae_decoder",)`` runs the decoder fine-tuning alone;
+    ``"vae_joint"`` in place of ``"vae"`` fine-tunes the VAE in ``out_dir`` instead of training one"""
 
 
 def build_generator(cfg: BuildConfig) -> dict:
@@ -93,9 +101,17 @@ def build_generator(cfg: BuildConfig) -> dict:
         _write_report(work, report)
         return report
     t0 = time.monotonic()
-    vae, vae_record = train_vae(cfg.vae, render_cfg, work / "vae", train, heldout, cfg.seed)
-    report["vae"] = {k: v for k, v in vae_record.items() if k != "history"}
-    report["vae"]["wall_seconds_this_run"] = time.monotonic() - t0
+    if "vae_joint" in cfg.stages:
+        heldout = world_prompts("heldout", cfg.vae_joint.eval_videos, num_frames=cfg.num_frames)
+        train = world_prompts("train", cfg.vae_joint.train_prompts, num_frames=cfg.num_frames)
+        vae, vae_record = train_vae_joint(cfg.vae_joint, render_cfg, Path(cfg.out_dir) / "vae", work / "vae_joint",
+                                          train, heldout, cfg.seed)
+        vae_record = {**vae_record, "heldout": vae_record["after"]}
+        report["vae_joint"] = vae_record
+    else:
+        vae, vae_record = train_vae(cfg.vae, render_cfg, work / "vae", train, heldout, cfg.seed)
+        report["vae"] = {k: v for k, v in vae_record.items() if k != "history"}
+        report["vae"]["wall_seconds_this_run"] = time.monotonic() - t0
     _write_report(work, report)
     report["vae_gate_ignored"] = not vae_record["gate_passed"] and cfg.ignore_vae_gate
     if not vae_record["gate_passed"] and not cfg.ignore_vae_gate:
@@ -111,6 +127,10 @@ def build_generator(cfg: BuildConfig) -> dict:
         return report
     report.update(build_dit_stages(cfg, vae, render_cfg, work))
     _write_report(work, report)
+    if report.get("status") == "done":  # the export replaced the directory: it gets the report of what it holds
+        from vidreward.world.build_dit import write_json
+
+        write_json(Path(cfg.out_dir) / "build_report.json", report)
     return report
 
 

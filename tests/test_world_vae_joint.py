@@ -1,0 +1,111 @@
+"""Latent growth (exact) and the whole-VAE fine-tuning stage ``vae_joint`` (trains, records, resumes identically)."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+from vidreward.world.build_vae import (
+    VaeStageConfig,
+    decode_unclamped,
+    make_vae,
+    render_with_masks,
+)
+from vidreward.world.build_vae_joint import JointStageConfig, train_vae_joint
+from vidreward.world.latent_expand import expand_latents
+from vidreward.world.render import RenderConfig
+from vidreward.world.splits import world_prompts
+
+RENDER = RenderConfig(num_frames=5, height=32, width=32)
+
+pytestmark = pytest.mark.usefixtures("one_thread")
+
+
+def _tiny_vae(z_dim: int = 4):
+    torch.manual_seed(0)
+    vae = make_vae(VaeStageConfig(base_dim=16, z_dim=z_dim))
+    vae.register_to_config(latents_mean=[0.0] * z_dim, latents_std=[1.0] * z_dim)
+    return vae.eval()
+
+
+def test_grown_latent_keeps_old_channels_and_video_exactly():
+    vae = _tiny_vae(4)
+    with torch.no_grad():  # give the biases values, so that zero biases could not hide a misplaced row
+        for name in ("quant_conv", "post_quant_conv"):
+            getattr(vae, name).bias.normal_()
+    grown = expand_latents(vae, 7, init_std=0.1, generator=torch.Generator().manual_seed(0)).eval()
+    assert grown.config.z_dim == 7 and len(grown.config.latents_std) == 7
+    video, _ = render_with_masks(world_prompts("heldout", 2, num_frames=5), RENDER)  # [2, 3, 5, 32, 32]
+    with torch.no_grad():
+        old_post, new_post = vae.encode(video).latent_dist, grown.encode(video).latent_dist
+        old_video, new_video = vae.decode(old_post.mean).sample, grown.decode(new_post.mean).sample
+    assert torch.equal(new_post.mean[:, :4], old_post.mean)
+    assert torch.equal(new_post.logvar[:, :4], old_post.logvar)
+    assert new_post.mean[:, 4:].abs().max() > 0  # the new channels carry features of the encoder
+    assert torch.allclose(new_video, old_video, atol=1e-6)
+    # the new channels' decoder columns start at zero but receive a gradient
+    loss = decode_unclamped(grown, grown.encode(video).latent_dist.mean).square().mean()
+    loss.backward()
+    new_columns = grown.decoder.conv_in.weight.grad[:, 4:]
+    assert new_columns.abs().max() > 0
+    assert torch.equal(grown.decoder.conv_in.weight[:, 4:], torch.zeros_like(grown.decoder.conv_in.weight[:, 4:]))
+    assert expand_latents(vae, 4) is vae
+    with pytest.raises(ValueError, match="only be added"):
+        expand_latents(vae, 3)
+
+
+def test_joint_stage_trains_both_sides_records_and_resumes_identically(tmp_path):
+    vae = _tiny_vae(4)
+    gen = tmp_path / "gen"
+    vae.save_pretrained(str(gen / "vae"), safe_serialization=True)
+    (gen / "build_report.json").write_text(json.dumps({"vae": {"steps": 7}, "dit": {"steps": 1}}))
+    cfg = JointStageConfig(z_dim=6, batch_size=2, lr=3e-3, warmup_steps=1, max_steps=8, minutes=5.0, eval_every=4,
+                           checkpoint_every=4, eval_videos=2, train_crop=16)
+    train = world_prompts("train", 16, num_frames=RENDER.num_frames)
+    heldout = world_prompts("heldout", 2, num_frames=RENDER.num_frames)
+    trained, record = train_vae_joint(cfg, RENDER, gen / "vae", tmp_path / "stage", train, heldout, seed=0)
+    assert record["steps"] == 8 and record["z_dim"] == 6 and trained.config.z_dim == 6
+    assert [h["step"] for h in record["history"]] == [4, 8]
+    assert record["start_report"] == {"vae": {"steps": 7}}  # the start VAE's own build record, nothing else
+    assert set(record["before"]) >= {"fg_psnr", "oracle_confirm"} and record["gate_passed"] is False
+    start = expand_latents(vae, 6, cfg.init_std, torch.Generator().manual_seed(0))
+    for side in ("encoder", "decoder"):  # both sides trained
+        before, after = getattr(start, side).state_dict(), getattr(trained, side).state_dict()
+        assert any(not torch.equal(before[k], after[k]) for k in before), side
+    # the generator's VAE may be replaced after the first run: the stage starts from its own copy
+    _tiny_vae(5).save_pretrained(str(gen / "vae"), safe_serialization=True)
+    again, _ = train_vae_joint(cfg, RENDER, gen / "vae", tmp_path / "stage", train, heldout, seed=0)
+    assert all(torch.equal(v, again.state_dict()[k]) for k, v in trained.state_dict().items())
+    # a run killed at step 6 (after its step-4 checkpoint) and resumed ends with the weights of the unbroken run
+    import vidreward.world.build_loop as loop
+
+    class Killed(Exception):
+        pass
+
+    def killed(step):
+        raise Killed
+
+    real_train_stage = loop.train_stage
+
+    def train_stage_killed_at_6(name, stage_dir, model, loss_fn, budget, evaluate):
+        return real_train_stage(name, stage_dir, model, lambda s: loss_fn(s) if s < 6 else killed(s), budget,
+                                evaluate)
+
+    vae.save_pretrained(str(gen / "vae"), safe_serialization=True)
+    loop.train_stage = train_stage_killed_at_6
+    try:
+        with pytest.raises(Killed):
+            train_vae_joint(cfg, RENDER, gen / "vae", tmp_path / "stage2", train, heldout, seed=0)
+    finally:
+        loop.train_stage = real_train_stage
+    resumed, _ = train_vae_joint(cfg, RENDER, gen / "vae", tmp_path / "stage2", train, heldout, seed=0)
+    for k, v in trained.state_dict().items():
+        assert torch.equal(v, resumed.state_dict()[k]), k
+
+
+def test_joint_stage_names_a_missing_start(tmp_path):
+    cfg = JointStageConfig(start_dir=str(tmp_path / "nowhere"))
+    with pytest.raises(FileNotFoundError, match="nowhere"):
+        train_vae_joint(cfg, RENDER, tmp_path / "gen" / "vae", tmp_path / "stage", [], [], seed=0)
