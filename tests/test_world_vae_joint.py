@@ -100,7 +100,8 @@ def test_joint_stage_trains_both_sides_records_and_resumes_identically(tmp_path)
             train_vae_joint(cfg, RENDER, gen / "vae", tmp_path / "stage2", train, heldout, seed=0)
     finally:
         loop.train_stage = real_train_stage
-    resumed, _ = train_vae_joint(cfg, RENDER, gen / "vae", tmp_path / "stage2", train, heldout, seed=0)
+    resumed, resumed_record = train_vae_joint(cfg, RENDER, gen / "vae", tmp_path / "stage2", train, heldout, seed=0)
+    assert [h["step"] for h in resumed_record["history"]] == [4, 8]  # the step-4 evaluation survived the kill
     for k, v in trained.state_dict().items():
         assert torch.equal(v, resumed.state_dict()[k]), k
 

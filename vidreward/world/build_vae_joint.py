@@ -168,8 +168,18 @@ def train_vae_joint(cfg: JointStageConfig, render_cfg: RenderConfig, default_sta
             fg = psnr(recon.clamp(-1, 1) * 0.5 + 0.5, video * 0.5 + 0.5, mask)
         return loss, {"fg_psnr": fg}
 
-    history: list[dict] = []
-    evaluate = heldout_evaluator("vae_joint", vae, heldout, cfg, render_cfg, history)
+    history_path = stage_dir / "history.json"  # evaluations survive a resume with the checkpoints
+    history: list[dict] = json.loads(history_path.read_text()) if history_path.is_file() else []
+    evaluate_only = heldout_evaluator("vae_joint", vae, heldout, cfg, render_cfg, history)
+
+    def evaluate(step: int) -> bool:
+        del history[next((i for i, h in enumerate(history) if h["step"] >= step), len(history)):]  # a rerun step
+        stop = evaluate_only(step)
+        tmp = history_path.with_suffix(".tmp")
+        tmp.write_text(json.dumps(history, indent=2))
+        tmp.replace(history_path)
+        return stop
+
     budget = StageBudget(cfg.lr, cfg.lr_final_frac, cfg.warmup_steps, cfg.max_steps, cfg.minutes,
                          cfg.checkpoint_every, cfg.eval_every)
     run = train_stage("vae_joint", stage_dir, vae, loss_fn, budget, evaluate)
