@@ -4,7 +4,7 @@ channels, then retrain the DiT on its latents.
 Why: the ``vae_decoder`` stage keeps the encoder frozen so the shipped DiT stays valid, and decoder-only runs
 stopped at 23.7-24.0 dB held-out foreground PSNR (sessions 4-8), below the 25 dB target, on training renders too.
 This stage lets the encoder change what the latent holds (and, with more channels, hold more). Its probe
-(``scripts/experiments/vae_latent_expand_probe.py``, session 9; constant lr 3e-4) measured 24.0 dB after 300 steps
+(``scripts/experiments/vae_train_probe.py --arm joint``, session 9; constant lr 3e-4) measured 24.0 dB after 300 steps
 and 23.4 dB after 600, with 16 or 32 channels alike. The latents change, so this stage is always followed by the
 text, DiT and export stages of the build.
 
