@@ -33,6 +33,8 @@ def test_build_runs_every_phase_and_exports_the_best_critic(tiny_build):
     assert written["best_eval"] == info["best_eval"]
     assert set(info["best_eval"]["acc"]) == {"ta", "phy", "vq", "vanilla"}
     assert set(info["minutes_per_stage"]) >= {"align", "caption", "instruct"}
+    assert written["minutes_per_stage_at_end"] == info["minutes_per_stage"]  # the whole build, not the best export
+    assert written["last_instruct_step"] == 11
     state = load_checkpoint(resolve_resume("auto", Path(cfg.work_dir) / "checkpoints")).state.extra
     # a phase ends after phase_max_steps (1) per unit: 3 steps for the first (3 units), 1 for each of the other 6,
     # then the 2 mixed steps

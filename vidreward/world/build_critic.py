@@ -245,8 +245,24 @@ def run_build(cfg: CriticBuildConfig) -> dict:
                 ex["stage"] = "done"
                 save_checkpoint(ckpt_dir, state, _trainable_state(model, align), optimizer, keep_last=2)
     info = _info(cfg, ex)
+    record_build_end(Path(cfg.out_dir), ex)
     logger.info("critic build done: %s", json.dumps(info))
     return info
+
+
+def record_build_end(out_dir: Path, ex: dict) -> None:
+    """Add the whole build's minutes per stage and its last stage (iii) step to the exported ``critic_build.json``
+    (whose ``minutes_per_stage`` is the record at the best export); nothing else of the export changes."""
+    path = out_dir / "critic_build.json"
+    if not path.is_file():
+        return
+    info = json.loads(path.read_text())
+    info["minutes_per_stage_at_end"] = ex["minutes"]
+    info["last_instruct_step"] = ex["stage_step"]
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(info, indent=2, sort_keys=True))
+    tmp.chmod(0o644)
+    tmp.replace(path)
 
 
 def _info(cfg: CriticBuildConfig, ex: dict) -> dict:
