@@ -76,3 +76,17 @@ def test_word_scores_are_scaled_cosines_and_train_vision_and_embeddings(tiny_wor
     assert model.model.visual.patch_embed.proj.weight.grad.abs().sum() > 0
     emb_grad = model.get_input_embeddings().weight.grad
     assert emb_grad[align.ids].abs().sum() > 0  # the attribute words move towards their tokens
+
+
+def test_quality_group_loss_by_hand():
+    from vidreward.world.critic_align import QUALITY_SOURCES, group_loss
+
+    align = WordAlignment({"noise": [5, 6], "blur": [7], "flicker": [8], "red": [9]})
+    scores = torch.tensor([[1.0, 2.0, 0.5, -1.0, 3.0],  # a noisy token: the noise score is the max of its spellings
+                           [0.0, 0.0, 4.0, 0.0, 0.0],  # an object token without a defect: no quality target
+                           [0.0, 0.0, 0.0, 0.0, 0.0]])  # two defects: ambiguous, no target
+    concepts = [{"noise"}, {"red"}, {"noise", "blur"}]
+    expected = -math.log(math.exp(2.0) / (math.exp(2.0) + math.exp(0.5) + math.exp(-1.0)))
+    loss = group_loss(align, scores, concepts, (QUALITY_SOURCES,))
+    assert loss.item() == pytest.approx(expected, abs=1e-6)
+    assert group_loss(align, scores, [{"red"}] * 3, (QUALITY_SOURCES,)).item() == 0.0  # no defect token: no loss

@@ -136,7 +136,7 @@ def run_build(cfg: CriticBuildConfig) -> dict:
             nf = [rng.choice(N_FRAMES_CHOICES) for _ in range(cfg.align_batch_size)]
             samples = [align_sample(rng.randrange(40_000_000), rcfg, n) for n in nf]
             loss, _ = align_loss(model, align, critic.encoder, [s[0] for s in samples], [s[1] for s in samples], nf,
-                                 critic.fps, cfg.align_group_weight)
+                                 critic.fps, cfg.align_group_weight, cfg.align_quality_weight)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()

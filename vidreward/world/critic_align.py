@@ -142,10 +142,12 @@ def group_scores(align: WordAlignment, scores: torch.Tensor, concepts: list[set[
     return group, target
 
 
-def group_loss(align: WordAlignment, scores: torch.Tensor, concepts: list[set[str]]) -> torch.Tensor:
-    """Softmax CE within each object group on tokens holding exactly one object (its concept is the target)."""
+def group_loss(align: WordAlignment, scores: torch.Tensor, concepts: list[set[str]],
+               groups: tuple[tuple[str, ...], ...] = tuple(OBJECT_GROUPS.values())) -> torch.Tensor:
+    """Sum over ``groups`` (default: the object groups) of the softmax CE within the group, on tokens holding exactly
+    one of its concepts (that concept is the target)."""
     loss = scores.new_zeros(())
-    for members in OBJECT_GROUPS.values():
+    for members in groups:
         group, target = group_scores(align, scores, concepts, members)
         if (target >= 0).any():
             loss = loss + torch.nn.functional.cross_entropy(group, target, ignore_index=-100)
@@ -153,8 +155,11 @@ def group_loss(align: WordAlignment, scores: torch.Tensor, concepts: list[set[st
 
 
 def align_loss(model, align: WordAlignment, encoder, videos: list[torch.Tensor], concepts: list[list[set[str]]],
-               n_frames: list[int], fps: float, group_weight: float = 1.0) -> tuple[torch.Tensor, dict[str, float]]:
-    """Mean BCE of the word scores of every merged token, and held-out style stats (token accuracy, exact sets)."""
+               n_frames: list[int], fps: float, group_weight: float = 1.0,
+               quality_weight: float = 0.0) -> tuple[torch.Tensor, dict[str, float]]:
+    """Mean BCE of the word scores of every merged token, plus ``group_weight`` times the object groups' softmax CE
+    and ``quality_weight`` times the quality group's (noise / blur / flicker, on defect tokens); and held-out style
+    stats (token accuracy, exact sets)."""
     tokens = merged_tokens(model, encoder, videos, n_frames, fps)  # [sum N, D]
     flat = [w for per_video in concepts for w in per_video]
     if tokens.shape[0] != len(flat):
@@ -164,6 +169,8 @@ def align_loss(model, align: WordAlignment, encoder, videos: list[torch.Tensor],
     loss = torch.nn.functional.binary_cross_entropy_with_logits(scores, target)
     if group_weight:
         loss = loss + group_weight * group_loss(align, scores, flat)
+    if quality_weight:
+        loss = loss + quality_weight * group_loss(align, scores, flat, (QUALITY_SOURCES,))
     with torch.no_grad():
         hit = (scores > 0).float() == target
         stats = {"word_acc": hit.float().mean().item(), "token_exact": hit.all(dim=1).float().mean().item()}

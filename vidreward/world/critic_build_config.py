@@ -35,6 +35,9 @@ class CriticBuildConfig:
     """stage (i) learning rate (vision tower, attribute-word embeddings, word-score biases)"""
     align_group_weight: float = 1.0
     """stage (i) weight of the per-group (colour / shape / size) cross-entropy on object tokens"""
+    align_quality_weight: float = 0.0
+    """stage (i) weight of the softmax cross-entropy over the image-quality words (noise / blur / flicker) on tokens
+    of a defective video (0: the shipped recipe, whose per-token quality accuracy stayed at 0.49)"""
     caption_steps: int = 150
     """stage (ii) steps"""
     caption_lr: float = 1e-3
