@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 
 import pytest
@@ -78,6 +79,11 @@ def test_joint_stage_trains_both_sides_records_and_resumes_identically(tmp_path)
     _tiny_vae(5).save_pretrained(str(gen / "vae"), safe_serialization=True)
     again, _ = train_vae_joint(cfg, RENDER, gen / "vae", tmp_path / "stage", train, heldout, seed=0)
     assert all(torch.equal(v, again.state_dict()[k]) for k, v in trained.state_dict().items())
+    # finished below the gate: a rerun with a larger budget trains on from the last checkpoint
+    more, more_record = train_vae_joint(dataclasses.replace(cfg, max_steps=10), RENDER, gen / "vae",
+                                        tmp_path / "stage", train, heldout, seed=0)
+    assert more_record["steps"] == 10
+    assert any(not torch.equal(v, more.state_dict()[k]) for k, v in trained.state_dict().items())
     # a run killed at step 6 (after its step-4 checkpoint) and resumed ends with the weights of the unbroken run
     import vidreward.world.build_loop as loop
 

@@ -115,9 +115,10 @@ def build_generator(cfg: BuildConfig) -> dict:
     _write_report(work, report)
     report["vae_gate_ignored"] = not vae_record["gate_passed"] and cfg.ignore_vae_gate
     if not vae_record["gate_passed"] and not cfg.ignore_vae_gate:
+        flags = "--vae-joint-minutes / --vae-joint-steps" if "vae_joint" in cfg.stages else "--vae-minutes / --vae-steps"
         log.error("VAE gate failed (held-out %s; need fg_psnr >= %.1f, oracle_confirm >= %.2f): not training the "
-                  "DiT. Re-run with more --vae-minutes / --vae-steps to continue from the checkpoint.",
-                  vae_record["heldout"], cfg.vae.min_fg_psnr, cfg.vae.min_oracle_confirm)
+                  "DiT. Re-run with more %s to continue from the checkpoint.",
+                  vae_record["heldout"], cfg.vae.min_fg_psnr, cfg.vae.min_oracle_confirm, flags)
         report["status"] = "vae_gate_failed"
         _write_report(work, report)
         return report

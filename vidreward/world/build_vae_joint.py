@@ -132,7 +132,8 @@ def start_report(start_copy: Path) -> dict:
 def train_vae_joint(cfg: JointStageConfig, render_cfg: RenderConfig, default_start: str | Path,
                     stage_dir: str | Path, train: list[WorldPrompt], heldout: list[WorldPrompt], seed: int):
     """Fine-tune (or resume) the whole VAE; returns ``(vae, record)`` with ``before`` / ``after`` held-out metrics,
-    ``gate_passed``, steps and seconds. A finished stage (``done.json``) is loaded, not retrained."""
+    ``gate_passed``, steps and seconds. A stage that passed its gate (``done.json``) is loaded, not retrained; one that
+    finished below it resumes, so a rerun with a larger budget trains on."""
     from diffusers import AutoencoderKLWan
 
     from vidreward.world.build_loop import StageBudget, mark_done, stage_done, train_stage
@@ -143,11 +144,13 @@ def train_vae_joint(cfg: JointStageConfig, render_cfg: RenderConfig, default_sta
     torch.manual_seed(seed)
     vae, start_copy = start_vae(cfg, Path(default_start), stage_dir, seed)
     done = stage_done(stage_dir)
-    if done is not None:
+    if done is not None and done["gate_passed"]:
         vae.load_state_dict(load_checkpoint_weights(stage_dir))
         vae.eval()
         log.info("vae_joint stage already done: %s", done["after"])
         return vae, done
+    # not started, or finished below the gate: resume from the last checkpoint (a larger step or minute budget
+    # trains on; otherwise the loop ends at once and the held-out metrics are measured again)
     before_path = stage_dir / "before.json"
     if before_path.is_file():
         before = json.loads(before_path.read_text())
