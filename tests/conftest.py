@@ -15,6 +15,39 @@ torch.set_num_threads(2)
 import pytest  # noqa: E402
 
 
+class StageKilled(Exception):
+    """What a build stage run raises when :func:`kill_train_stage_at` kills it."""
+
+
+@pytest.fixture()
+def kill_train_stage_at(monkeypatch):
+    """``with kill_train_stage_at(n) as killed:`` every world build stage run inside dies (raises ``killed``) when it
+    reaches step ``n``, after the checkpoints before it were written, as a killed process would."""
+    import contextlib
+
+    import vidreward.world.build_loop as loop
+
+    real = loop.train_stage
+
+    @contextlib.contextmanager
+    def at(step: int):
+        def killed_stage(name, stage_dir, model, loss_fn, budget, evaluate=None, **kwargs):
+            def loss_or_die(s: int):
+                if s >= step:
+                    raise StageKilled(f"{name} killed at step {s}")
+                return loss_fn(s)
+
+            return real(name, stage_dir, model, loss_or_die, budget, evaluate, **kwargs)
+
+        monkeypatch.setattr(loop, "train_stage", killed_stage)
+        try:
+            yield StageKilled
+        finally:
+            monkeypatch.setattr(loop, "train_stage", real)
+
+    return at
+
+
 @pytest.fixture()
 def one_thread():
     """Tiny models run fastest on one thread when other jobs share the cores (``usefixtures("one_thread")``)."""

@@ -96,7 +96,7 @@ def test_scored_region_of_a_crop_decodes_like_the_whole_frame():
     assert _psnr(untrimmed, full[1:, ..., 12:52, 16:56]) < _psnr(parts[1][0], full[1:, ..., 16:48, 20:52]) - 3
 
 
-def test_decoder_stage_on_crops_lowers_loss_and_resumes_identically(tmp_path):
+def test_decoder_stage_on_crops_lowers_loss_and_resumes_identically(tmp_path, kill_train_stage_at):
     torch.manual_seed(0)
     vae = make_vae(VaeStageConfig(base_dim=16, z_dim=4))
     vae.register_to_config(latents_mean=[0.0] * 4, latents_std=[1.0] * 4)
@@ -115,27 +115,9 @@ def test_decoder_stage_on_crops_lowers_loss_and_resumes_identically(tmp_path):
     assert err[1] < 0.9 * err[0]
     # a run killed at step 6 (after its checkpoint) and resumed ends with the same weights as the run that never
     # stopped; the resumed run starts with an empty latent cache
-    import vidreward.world.build_loop as loop
-
-    class Killed(Exception):
-        pass
-
-    def kill_at_6(step):
-        raise Killed
-
-    real_train_stage = loop.train_stage
-
-    def train_stage_killed_at_6(name, stage_dir, model, loss_fn, budget, evaluate):
-        return real_train_stage(name, stage_dir, model, lambda s: loss_fn(s) if s < 6 else kill_at_6(s), budget,
-                                evaluate)
-
     stage = tmp_path / "stage2"
-    loop.train_stage = train_stage_killed_at_6
-    try:
-        with pytest.raises(Killed):
-            train_vae_decoder(cfg, RENDER, vae_dir, stage, train, heldout, seed=0)
-    finally:
-        loop.train_stage = real_train_stage
+    with kill_train_stage_at(6) as killed, pytest.raises(killed):
+        train_vae_decoder(cfg, RENDER, vae_dir, stage, train, heldout, seed=0)
     resumed, _ = train_vae_decoder(cfg, RENDER, vae_dir, stage, train, heldout, seed=0)
     for k, v in trained.state_dict().items():
         assert torch.equal(v, resumed.state_dict()[k]), k

@@ -57,7 +57,7 @@ def test_grown_latent_keeps_old_channels_and_video_exactly():
         expand_latents(vae, 3)
 
 
-def test_joint_stage_trains_both_sides_records_and_resumes_identically(tmp_path):
+def test_joint_stage_trains_both_sides_records_and_resumes_identically(tmp_path, kill_train_stage_at):
     vae = _tiny_vae(4)
     gen = tmp_path / "gen"
     vae.save_pretrained(str(gen / "vae"), safe_serialization=True)
@@ -85,27 +85,9 @@ def test_joint_stage_trains_both_sides_records_and_resumes_identically(tmp_path)
     assert more_record["steps"] == 10
     assert any(not torch.equal(v, more.state_dict()[k]) for k, v in trained.state_dict().items())
     # a run killed at step 6 (after its step-4 checkpoint) and resumed ends with the weights of the unbroken run
-    import vidreward.world.build_loop as loop
-
-    class Killed(Exception):
-        pass
-
-    def killed(step):
-        raise Killed
-
-    real_train_stage = loop.train_stage
-
-    def train_stage_killed_at_6(name, stage_dir, model, loss_fn, budget, evaluate):
-        return real_train_stage(name, stage_dir, model, lambda s: loss_fn(s) if s < 6 else killed(s), budget,
-                                evaluate)
-
     vae.save_pretrained(str(gen / "vae"), safe_serialization=True)
-    loop.train_stage = train_stage_killed_at_6
-    try:
-        with pytest.raises(Killed):
-            train_vae_joint(cfg, RENDER, gen / "vae", tmp_path / "stage2", train, heldout, seed=0)
-    finally:
-        loop.train_stage = real_train_stage
+    with kill_train_stage_at(6) as killed, pytest.raises(killed):
+        train_vae_joint(cfg, RENDER, gen / "vae", tmp_path / "stage2", train, heldout, seed=0)
     resumed, resumed_record = train_vae_joint(cfg, RENDER, gen / "vae", tmp_path / "stage2", train, heldout, seed=0)
     assert [h["step"] for h in resumed_record["history"]] == [4, 8]  # the step-4 evaluation survived the kill
     for k, v in trained.state_dict().items():

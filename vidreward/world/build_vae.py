@@ -38,7 +38,23 @@ log = get_logger(__name__)
 
 
 @dataclasses.dataclass
-class VaeStageConfig:
+class HeldoutGate:
+    """Held-out evaluation and quality gate, shared by the VAE stages (``vae``, ``vae_decoder``, ``vae_joint``)."""
+
+    eval_videos: int = 48
+    """held-out renders per evaluation (the first ones of the held-out split)"""
+    train_prompts: int = 6000
+    """size of the pool of train-split scenes the batches are drawn from"""
+    min_fg_psnr: float = 25.0
+    """gate: held-out foreground PSNR (dB) required before the DiT stage"""
+    min_oracle_confirm: float = 0.9
+    """gate: share of held-out reconstructions the oracle confirms (TA = 1)"""
+    target_fg_psnr: float = 27.0
+    """stop the stage early once held-out foreground PSNR reaches this and the gate passes"""
+
+
+@dataclasses.dataclass
+class VaeStageConfig(HeldoutGate):
     """Architecture, optimisation and gate of the VAE stage."""
 
     base_dim: int = 16
@@ -71,16 +87,6 @@ class VaeStageConfig:
     """steps between held-out evaluations (which may stop the stage early once target_fg_psnr is met)"""
     checkpoint_every: int = 50
     """steps between atomic training checkpoints"""
-    eval_videos: int = 48
-    """held-out renders per evaluation"""
-    min_fg_psnr: float = 25.0
-    """gate: held-out foreground PSNR (dB) required before the DiT stage"""
-    min_oracle_confirm: float = 0.9
-    """gate: share of held-out reconstructions the oracle confirms (TA = 1)"""
-    target_fg_psnr: float = 27.0
-    """stop the stage early once held-out foreground PSNR reaches this and the oracle gate passes"""
-    train_prompts: int = 6000
-    """size of the pool of train-split scenes the batches are drawn from"""
     short_clip_frames: int = 5
     """curriculum: for the first ``short_clip_steps`` steps, clips are this many consecutive frames (1 + 4k) starting
     at frame 0 or 4 (cheap steps that teach the first-frame and one-chunk paths)"""
@@ -221,7 +227,7 @@ def evaluate_vae(vae, prompts: list[WorldPrompt], render_cfg: RenderConfig, batc
     }
 
 
-def gate_passed(metrics: dict, cfg: VaeStageConfig) -> bool:
+def gate_passed(metrics: dict, cfg: HeldoutGate) -> bool:
     """True when held-out ``metrics`` meet the stage's quality gate."""
     return metrics["fg_psnr"] >= cfg.min_fg_psnr and metrics["oracle_confirm"] >= cfg.min_oracle_confirm
 
@@ -229,7 +235,7 @@ def gate_passed(metrics: dict, cfg: VaeStageConfig) -> bool:
 def heldout_evaluator(stage: str, vae, heldout: list[WorldPrompt], cfg, render_cfg: RenderConfig,
                       history: list[dict]):
     """``evaluate(step) -> stop``: held-out metrics appended to ``history`` and logged; stop once the gate passes
-    and foreground PSNR reaches ``cfg.target_fg_psnr`` (``cfg``: any stage config with the gate fields)."""
+    and foreground PSNR reaches ``cfg.target_fg_psnr`` (``cfg``: a stage config, i.e. a :class:`HeldoutGate`)."""
 
     def evaluate(step: int) -> bool:
         metrics = evaluate_vae(vae, heldout[:cfg.eval_videos], render_cfg)

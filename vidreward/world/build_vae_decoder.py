@@ -42,6 +42,7 @@ import torch
 
 from vidreward.log import get_logger
 from vidreward.world.build_vae import (
+    HeldoutGate,
     decode_unclamped,
     dilate,
     encode_mean,
@@ -68,7 +69,7 @@ IMPROVE_KEYS: tuple[str, ...] = ("psnr", "fg_psnr", "oracle_confirm", "oracle_ta
 
 
 @dataclasses.dataclass
-class DecoderStageConfig:
+class DecoderStageConfig(HeldoutGate):
     """Optimisation, loss and gate of the decoder-only fine-tuning stage."""
 
     decoder_base_dim: int | None = None
@@ -115,16 +116,6 @@ class DecoderStageConfig:
     """steps between held-out evaluations (which stop the stage once target_fg_psnr and the gate are met)"""
     checkpoint_every: int = 25
     """steps between atomic training checkpoints"""
-    eval_videos: int = 48
-    """held-out renders per evaluation (the first ones of the held-out split, as in the VAE stage)"""
-    train_prompts: int = 6000
-    """size of the pool of train-split scenes the batches are drawn from"""
-    min_fg_psnr: float = 25.0
-    """gate: held-out foreground PSNR (dB)"""
-    min_oracle_confirm: float = 0.9
-    """gate: share of held-out reconstructions the oracle confirms (TA = 1)"""
-    target_fg_psnr: float = 27.0
-    """stop early once held-out foreground PSNR reaches this and the gate passes"""
 
 
 def widens_decoder(config, decoder_base_dim: int | None) -> bool:

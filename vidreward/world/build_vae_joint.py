@@ -36,6 +36,7 @@ import torch
 
 from vidreward.log import get_logger
 from vidreward.world.build_vae import (
+    HeldoutGate,
     VaeStageConfig,
     _train_crop,
     decode_unclamped,
@@ -55,7 +56,7 @@ log = get_logger(__name__)
 
 
 @dataclasses.dataclass
-class JointStageConfig:
+class JointStageConfig(HeldoutGate):
     """Start, optimisation, loss and gate of the joint (encoder + decoder) fine-tuning stage."""
 
     start_dir: str | None = None
@@ -86,16 +87,6 @@ class JointStageConfig:
     """steps between held-out evaluations (which stop the stage once target_fg_psnr and the gate are met)"""
     checkpoint_every: int = 25
     """steps between atomic training checkpoints"""
-    eval_videos: int = 48
-    """held-out renders per evaluation (the first ones of the held-out split, as in the VAE stage)"""
-    train_prompts: int = 6000
-    """size of the pool of train-split scenes the batches are drawn from"""
-    min_fg_psnr: float = 25.0
-    """gate: held-out foreground PSNR (dB)"""
-    min_oracle_confirm: float = 0.9
-    """gate: share of held-out reconstructions the oracle confirms (TA = 1)"""
-    target_fg_psnr: float = 27.0
-    """stop early once held-out foreground PSNR reaches this and the gate passes"""
 
 
 def start_vae(cfg: JointStageConfig, default_dir: Path, stage_dir: Path, seed: int):
