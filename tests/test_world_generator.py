@@ -12,7 +12,7 @@ import pytest
 import torch
 
 from vidreward.world.build_generator import ASSET_DIR
-from vidreward.world.build_loop import StageBudget, learning_rate
+from vidreward.world.build_loop import StageBudget, learning_rate, measured_once, write_json
 from vidreward.world.build_vae import dilate, evaluate_vae, psnr, reconstruction_loss, render_with_masks
 from vidreward.world.captions import make_caption
 from vidreward.world.eval import BENCH_SAMPLING, evaluate_generator, generate_videos
@@ -78,6 +78,20 @@ def test_learning_rate_schedule():
     assert learning_rate(budget, 100, 0.0) == pytest.approx(0.1)
     # the wall clock wins when it is further along: 500 of 1000 minutes -> half way at step 1
     assert learning_rate(budget, 10, 500 * 60.0) == pytest.approx(0.55)
+
+
+def test_measured_once_measures_on_the_first_call_only(tmp_path):
+    calls = []
+
+    def measure():
+        calls.append(1)
+        return {"fg_psnr": 23.5, "step": len(calls)}
+
+    path = tmp_path / "before.json"
+    assert measured_once(path, measure) == {"fg_psnr": 23.5, "step": 1}
+    assert measured_once(path, measure) == {"fg_psnr": 23.5, "step": 1} and len(calls) == 1  # read back, not redone
+    write_json(path, [1, 2])  # lists too (a stage's evaluation history); no temp file left beside it
+    assert json.loads(path.read_text()) == [1, 2] and sorted(p.name for p in tmp_path.iterdir()) == ["before.json"]
 
 
 def test_render_masks_cover_objects_only():

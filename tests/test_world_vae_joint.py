@@ -98,3 +98,21 @@ def test_joint_stage_names_a_missing_start(tmp_path):
     cfg = JointStageConfig(start_dir=str(tmp_path / "nowhere"))
     with pytest.raises(FileNotFoundError, match="nowhere"):
         train_vae_joint(cfg, RENDER, tmp_path / "gen" / "vae", tmp_path / "stage", [], [], seed=0)
+
+
+def test_build_with_vae_joint_stops_before_the_dit_below_the_gate(tmp_path, caplog):
+    from vidreward.world.build_generator import BuildConfig, build_generator
+
+    gen = tmp_path / "gen"
+    _tiny_vae(4).save_pretrained(str(gen / "vae"), safe_serialization=True)
+    joint = JointStageConfig(z_dim=6, batch_size=2, warmup_steps=1, max_steps=2, minutes=5.0, eval_every=0,
+                             eval_videos=2, train_prompts=16, train_crop=16)
+    cfg = BuildConfig(work_dir=str(tmp_path / "work"), out_dir=str(gen), num_frames=5, size=32, vae_joint=joint,
+                      stages=("vae_joint", "text", "dit", "export"))
+    with caplog.at_level("ERROR"):
+        report = build_generator(cfg)
+    assert report["status"] == "vae_gate_failed" and report["vae_joint"]["steps"] == 2
+    assert report["vae_joint"]["heldout"]["count"] == 2  # the stage's own held-out renders (eval_videos=2)
+    assert "--vae-joint-minutes / --vae-joint-steps" in caplog.text
+    assert "dit" not in report and not (tmp_path / "work" / "dit").exists()
+    assert json.loads((tmp_path / "work" / "build_report.json").read_text())["status"] == "vae_gate_failed"

@@ -45,6 +45,7 @@ from vidreward.train.checkpoint import (
     save_checkpoint,
 )
 from vidreward.world import critic_data as cd
+from vidreward.world.build_loop import write_json
 from vidreward.world.critic_align import (
     WordAlignment,
     align_accuracy,
@@ -259,10 +260,8 @@ def record_build_end(out_dir: Path, ex: dict) -> None:
     info = json.loads(path.read_text())
     info["minutes_per_stage_at_end"] = ex["minutes"]
     info["last_instruct_step"] = ex["stage_step"]
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps(info, indent=2, sort_keys=True))
-    tmp.chmod(0o644)
-    tmp.replace(path)
+    write_json(path, info)
+    path.chmod(0o644)  # as export_critic leaves its files
 
 
 def _info(cfg: CriticBuildConfig, ex: dict) -> dict:

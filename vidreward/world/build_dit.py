@@ -21,7 +21,6 @@ to the generator's 512 tokens, zero after each caption), and the latents are com
 from __future__ import annotations
 
 import dataclasses
-import json
 import re
 import shutil
 import tempfile
@@ -231,11 +230,6 @@ def snapshot_dirs(stage_dir: Path) -> list[Path]:
     return list_checkpoints(stage_dir / "snapshots")
 
 
-def write_json(path: Path, data: dict) -> None:
-    """Atomic JSON write."""
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps(data, indent=2, sort_keys=True, default=str))
-    tmp.replace(path)
 
 
 __all__ = ["DitStageConfig", "cache_latents", "export_pipeline", "make_text_encoder", "make_transformer",

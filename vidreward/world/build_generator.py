@@ -38,6 +38,7 @@ import torch
 
 from vidreward.log import get_logger
 from vidreward.world.build_dit import DitStageConfig
+from vidreward.world.build_loop import write_json
 from vidreward.world.build_vae import VaeStageConfig, train_vae
 from vidreward.world.build_vae_decoder import DecoderStageConfig, run_decoder_stage
 from vidreward.world.build_vae_joint import JointStageConfig, train_vae_joint
@@ -89,21 +90,19 @@ def build_generator(cfg: BuildConfig) -> dict:
     work = Path(cfg.work_dir)
     work.mkdir(parents=True, exist_ok=True)
     render_cfg = RenderConfig(num_frames=cfg.num_frames, height=cfg.size, width=cfg.size)
-    train = world_prompts("train", cfg.vae.train_prompts, num_frames=cfg.num_frames)
-    heldout = world_prompts("heldout", cfg.vae.eval_videos, num_frames=cfg.num_frames)
+    vae_stage = next((s for s in ("vae_decoder", "vae_joint") if s in cfg.stages), "vae")
+    gate = getattr(cfg, vae_stage)  # the VAE stage that runs: its train pool, held-out renders and gate
+    train = world_prompts("train", gate.train_prompts, num_frames=cfg.num_frames)
+    heldout = world_prompts("heldout", gate.eval_videos, num_frames=cfg.num_frames)
     report: dict = {"config": dataclasses.asdict(cfg)}
-    if "vae_decoder" in cfg.stages:
-        heldout = world_prompts("heldout", cfg.vae_decoder.eval_videos, num_frames=cfg.num_frames)
-        train = world_prompts("train", cfg.vae_decoder.train_prompts, num_frames=cfg.num_frames)
+    if vae_stage == "vae_decoder":
         report["vae_decoder"] = run_decoder_stage(cfg.vae_decoder, render_cfg, cfg.out_dir, work, train, heldout,
                                                   cfg.seed)
         report["status"] = report["vae_decoder"]["status"]
         _write_report(work, report)
         return report
     t0 = time.monotonic()
-    if "vae_joint" in cfg.stages:
-        heldout = world_prompts("heldout", cfg.vae_joint.eval_videos, num_frames=cfg.num_frames)
-        train = world_prompts("train", cfg.vae_joint.train_prompts, num_frames=cfg.num_frames)
+    if vae_stage == "vae_joint":
         vae, vae_record = train_vae_joint(cfg.vae_joint, render_cfg, Path(cfg.out_dir) / "vae", work / "vae_joint",
                                           train, heldout, cfg.seed)
         vae_record = {**vae_record, "heldout": vae_record["after"]}
@@ -115,10 +114,10 @@ def build_generator(cfg: BuildConfig) -> dict:
     _write_report(work, report)
     report["vae_gate_ignored"] = not vae_record["gate_passed"] and cfg.ignore_vae_gate
     if not vae_record["gate_passed"] and not cfg.ignore_vae_gate:
-        flags = "--vae-joint-minutes / --vae-joint-steps" if "vae_joint" in cfg.stages else "--vae-minutes / --vae-steps"
+        flag = "--" + vae_stage.replace("_", "-")
         log.error("VAE gate failed (held-out %s; need fg_psnr >= %.1f, oracle_confirm >= %.2f): not training the "
-                  "DiT. Re-run with more %s to continue from the checkpoint.",
-                  vae_record["heldout"], cfg.vae.min_fg_psnr, cfg.vae.min_oracle_confirm, flags)
+                  "DiT. Re-run with more %s-minutes / %s-steps to continue from the checkpoint.",
+                  vae_record["heldout"], gate.min_fg_psnr, gate.min_oracle_confirm, flag, flag)
         report["status"] = "vae_gate_failed"
         _write_report(work, report)
         return report
@@ -129,16 +128,12 @@ def build_generator(cfg: BuildConfig) -> dict:
     report.update(build_dit_stages(cfg, vae, render_cfg, work))
     _write_report(work, report)
     if report.get("status") == "done":  # the export replaced the directory: it gets the report of what it holds
-        from vidreward.world.build_dit import write_json
-
         write_json(Path(cfg.out_dir) / "build_report.json", report)
     return report
 
 
 def _write_report(work: Path, report: dict) -> None:
-    tmp = work / ".build_report.json.tmp"
-    tmp.write_text(json.dumps(report, indent=2, sort_keys=True, default=str))
-    tmp.replace(work / "build_report.json")
+    write_json(work / "build_report.json", report)
 
 
 #: the base generator's held-out oracle TA must land in this band (draws objects, leaves room to improve)
@@ -160,7 +155,6 @@ def build_dit_stages(cfg: BuildConfig, vae, render_cfg: RenderConfig, work: Path
         scheduler_config,
         snapshot_dirs,
         train_dit,
-        write_json,
     )
     from vidreward.world.build_loop import mark_done, stage_done
     from vidreward.world.eval import BENCH_SAMPLING, bench_prompts, evaluate_generator, generate_videos

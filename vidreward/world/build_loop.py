@@ -68,11 +68,26 @@ def stage_done(stage_dir: Path) -> dict | None:
     return json.loads(path.read_text()) if path.is_file() else None
 
 
+def write_json(path: Path, data: dict | list) -> None:
+    """Atomic JSON write (a temp file beside ``path``, then a rename)."""
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(data, indent=2, sort_keys=True, default=str))
+    tmp.replace(path)
+
+
 def mark_done(stage_dir: Path, record: dict) -> None:
     """Write ``done.json`` atomically."""
-    tmp = stage_dir / ".done.json.tmp"
-    tmp.write_text(json.dumps(record, indent=2, sort_keys=True))
-    tmp.replace(stage_dir / "done.json")
+    write_json(stage_dir / "done.json", record)
+
+
+def measured_once(path: Path, measure: Callable[[], dict]) -> dict:
+    """The record in ``path`` if a run already wrote it, else ``measure()``, written there atomically (so a stage's
+    "before" metrics are measured once, on the model it started from, however often it resumes)."""
+    if path.is_file():
+        return json.loads(path.read_text())
+    record = measure()
+    write_json(path, record)
+    return record
 
 
 def train_stage(

@@ -33,7 +33,6 @@ section in ``<out>/build_report.json``; the DiT, text encoder and tokenizer file
 from __future__ import annotations
 
 import dataclasses
-import json
 import math
 from pathlib import Path
 
@@ -203,7 +202,7 @@ def train_vae_decoder(cfg: DecoderStageConfig, render_cfg: RenderConfig, vae_dir
 
     ``record`` has ``before`` / ``after`` held-out metrics, ``gate_passed``, ``improved_all``, steps, seconds.
     """
-    from vidreward.world.build_loop import StageBudget, mark_done, stage_done, train_stage
+    from vidreward.world.build_loop import StageBudget, mark_done, measured_once, stage_done, train_stage
 
     stage_dir = Path(stage_dir)
     stage_dir.mkdir(parents=True, exist_ok=True)
@@ -219,14 +218,11 @@ def train_vae_decoder(cfg: DecoderStageConfig, render_cfg: RenderConfig, vae_dir
         vae.eval()
         log.info("vae_decoder stage already done: %s", done["after"])
         return vae, done
-    before_path = stage_dir / "before.json"
-    if before_path.is_file():
-        before = json.loads(before_path.read_text())
-    else:  # the VAE in vae_dir as it is (what an export would replace), not the noised widened decoder
-        from diffusers import AutoencoderKLWan
+    from diffusers import AutoencoderKLWan
 
-        before = heldout_metrics(AutoencoderKLWan.from_pretrained(str(vae_dir)).eval(), cfg, render_cfg, heldout)
-        before_path.write_text(json.dumps(before, indent=2))
+    # the VAE in vae_dir as it is (what an export would replace), not the noised widened decoder
+    before = measured_once(stage_dir / "before.json", lambda: heldout_metrics(
+        AutoencoderKLWan.from_pretrained(str(vae_dir)).eval(), cfg, render_cfg, heldout))
     log.info("vae_decoder before: %s", {k: round(v, 3) for k, v in before.items()})
 
     cache = LatentCache(lambda v: encode_mean(vae, v))

@@ -127,7 +127,14 @@ def train_vae_joint(cfg: JointStageConfig, render_cfg: RenderConfig, default_sta
     finished below it resumes, so a rerun with a larger budget trains on."""
     from diffusers import AutoencoderKLWan
 
-    from vidreward.world.build_loop import StageBudget, mark_done, stage_done, train_stage
+    from vidreward.world.build_loop import (
+        StageBudget,
+        mark_done,
+        measured_once,
+        stage_done,
+        train_stage,
+        write_json,
+    )
     from vidreward.world.build_vae import load_checkpoint_weights
 
     stage_dir = Path(stage_dir)
@@ -142,13 +149,8 @@ def train_vae_joint(cfg: JointStageConfig, render_cfg: RenderConfig, default_sta
         return vae, done
     # not started, or finished below the gate: resume from the last checkpoint (a larger step or minute budget
     # trains on; otherwise the loop ends at once and the held-out metrics are measured again)
-    before_path = stage_dir / "before.json"
-    if before_path.is_file():
-        before = json.loads(before_path.read_text())
-    else:
-        before = evaluate_vae(AutoencoderKLWan.from_pretrained(str(start_copy)).eval(), heldout[:cfg.eval_videos],
-                              render_cfg)
-        before_path.write_text(json.dumps(before, indent=2))
+    before = measured_once(stage_dir / "before.json", lambda: evaluate_vae(
+        AutoencoderKLWan.from_pretrained(str(start_copy)).eval(), heldout[:cfg.eval_videos], render_cfg))
     log.info("vae_joint before: %s", {k: round(v, 3) for k, v in before.items()})
     vae.requires_grad_(True)
     crop_cfg = VaeStageConfig(short_clip_steps=0, train_crop=cfg.train_crop)
@@ -171,9 +173,7 @@ def train_vae_joint(cfg: JointStageConfig, render_cfg: RenderConfig, default_sta
     def evaluate(step: int) -> bool:
         del history[next((i for i, h in enumerate(history) if h["step"] >= step), len(history)):]  # a rerun step
         stop = evaluate_only(step)
-        tmp = history_path.with_suffix(".tmp")
-        tmp.write_text(json.dumps(history, indent=2))
-        tmp.replace(history_path)
+        write_json(history_path, history)
         return stop
 
     budget = StageBudget(cfg.lr, cfg.lr_final_frac, cfg.warmup_steps, cfg.max_steps, cfg.minutes,

@@ -6,7 +6,7 @@ import json
 import shutil
 from pathlib import Path
 
-from vidreward.world.build_dit import write_json
+from vidreward.world.build_loop import write_json
 
 
 def export_vae(vae, generator_dir: str | Path) -> None:
