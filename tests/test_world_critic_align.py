@@ -7,7 +7,7 @@ import torch
 
 from vidreward.video_io import subsample_frames
 from vidreward.world.critic_align import WordAlignment, align_loss, align_sample, concept_token_ids
-from vidreward.world.critic_concepts import token_concepts
+from vidreward.world.critic_concepts import UNSEEN_DEFECT, token_concepts
 from vidreward.world.motion import scene_tracks
 from vidreward.world.render import RenderConfig, render
 from vidreward.world.scene import ObjectSpec, SceneSpec
@@ -90,3 +90,28 @@ def test_quality_group_loss_by_hand():
     loss = group_loss(align, scores, concepts, (QUALITY_SOURCES,))
     assert loss.item() == pytest.approx(expected, abs=1e-6)
     assert group_loss(align, scores, [{"red"}] * 3, (QUALITY_SOURCES,)).item() == 0.0  # no defect token: no loss
+
+
+def test_visible_blur_labels_only_tokens_whose_pixels_the_blur_changes(tiny_world_critic):
+    """With ``visible_defects`` a blur token's processor pixels differ from the clean render's, and a token whose
+    pixels the blur leaves as they are is never labelled blur (it is unscored: ``UNSEEN_DEFECT``)."""
+    from vidreward.world.corrupt import gaussian_blur
+
+    clean = render(STATIC, CFG)
+    enc = tiny_world_critic.encoder
+    pix = [enc.encode([subsample_frames(v, 10)], fps=tiny_world_critic.fps).model_kwargs["pixel_values_videos"]
+           for v in (clean, gaussian_blur(clean, sigma=1.5))]
+    changed = (pix[1] - pix[0]).view(45, -1).abs().amax(dim=1) > 1e-3  # [45] tokens
+    tokens = token_concepts(STATIC, scene_tracks(STATIC, CFG.num_frames, CFG.height, CFG.width), "blur", 10, CFG,
+                            occlude=True, visible_defects=True)
+    blurred = torch.tensor(["blur" in t for t in tokens])
+    assert blurred.sum() == 5 * 4  # the square's four cells in every patch
+    assert bool(changed[blurred].all())
+    assert all(UNSEEN_DEFECT in t for t, b in zip(tokens, blurred) if not b)
+
+
+def test_unseen_defect_tokens_leave_the_quality_words_unscored():
+    align = WordAlignment({"noise": [5], "blur": [6, 7], "flicker": [8], "red": [9]})
+    concepts = [{"blur", "red"}, {UNSEEN_DEFECT, "red"}, {"red"}]
+    assert align.targets(concepts).tolist() == [[0, 1, 1, 0, 1], [0, 0, 0, 0, 1], [0, 0, 0, 0, 1]]
+    assert align.scored(concepts).tolist() == [[1, 1, 1, 1, 1], [0, 0, 0, 0, 1], [1, 1, 1, 1, 1]]

@@ -10,6 +10,7 @@ import torch
 from vidreward.world import critic_data as cd
 from vidreward.world.corrupt import corrupt
 from vidreward.world.critic_concepts import (
+    UNSEEN_DEFECT,
     example_concepts,
     flicker_frames,
     size_concepts,
@@ -82,3 +83,20 @@ def test_example_concepts_cover_video_and_reference():
     assert all({ex.scene.background, ex.scene.lighting} <= tok for tok in reference)
     with pytest.raises(ValueError, match="even"):
         example_concepts(ex, 9, CFG)
+
+
+
+def test_visible_flicker_only_on_patches_whose_two_frames_differ_in_shift():
+    spec = sample_scene(7)
+    tracks = scene_tracks(spec, 9, 64, 64)  # 4 of 9 frames are [0, 3, 5, 8]: patches (0, 3) and (5, 8)
+    cases = {frozenset({3, 5}): ("flicker", "flicker"),  # one shifted frame in each patch
+             frozenset({5, 8}): (None, UNSEEN_DEFECT),  # patch 2 is two shifted frames: a brighter clean patch
+             frozenset({0, 3, 8}): (UNSEEN_DEFECT, "flicker")}
+    for shifted, marks in cases.items():
+        tokens = token_concepts(spec, tracks, "flicker", 4, CFG, set(shifted), visible_defects=True)
+        shipped = token_concepts(spec, tracks, "flicker", 4, CFG, set(shifted))
+        for t, mark in enumerate(marks):
+            for tok, old in zip(tokens[9 * t:9 * t + 9], shipped[9 * t:9 * t + 9]):
+                assert tok & {"flicker", UNSEEN_DEFECT} == ({mark} if mark else set()), (shifted, t)
+                assert ("flicker" in old) == (mark is not None), (shifted, t)  # shipped: any shifted frame
+                assert tok - {"flicker", UNSEEN_DEFECT} == old - {"flicker"}

@@ -116,3 +116,28 @@ def test_build_with_vae_joint_stops_before_the_dit_below_the_gate(tmp_path, capl
     assert "--vae-joint-minutes / --vae-joint-steps" in caplog.text
     assert "dit" not in report and not (tmp_path / "work" / "dit").exists()
     assert json.loads((tmp_path / "work" / "build_report.json").read_text())["status"] == "vae_gate_failed"
+
+
+def test_build_with_a_passing_vae_joint_trains_and_exports_a_dit_on_the_grown_latent(tmp_path):
+    """The chain the gate guards: a joint stage that passes (gate set to 0 here) grows the latent 4 -> 6 channels, and
+    the DiT, its latent cache and the exported pipeline all take the grown channel count."""
+    from vidreward.generators.wan import WanGenerator
+    from vidreward.world.build_dit import DitStageConfig
+    from vidreward.world.build_generator import BuildConfig, build_generator
+
+    gen = tmp_path / "gen"
+    _tiny_vae(4).save_pretrained(str(gen / "vae"), safe_serialization=True)
+    joint = JointStageConfig(z_dim=6, batch_size=2, warmup_steps=1, max_steps=2, minutes=5.0, eval_every=0,
+                             eval_videos=2, train_prompts=16, train_crop=16, min_fg_psnr=0.0, min_oracle_confirm=0.0)
+    dit = DitStageConfig(text_dim=16, text_layers=1, num_layers=1, num_heads=2, head_dim=8, ffn_dim=32,
+                         cache_videos=8, caption_styles=1, batch_size=2, warmup_steps=1, max_steps=2, minutes=5.0,
+                         snapshot_every=1, checkpoint_every=1)
+    cfg = BuildConfig(work_dir=str(tmp_path / "work"), out_dir=str(gen), num_frames=5, size=32, vae_joint=joint,
+                      dit=dit, bench_prompts=2, stages=("vae_joint", "text", "dit", "export"))
+    report = build_generator(cfg)
+    assert report["status"] == "done" and report["vae_joint"]["gate_passed"]
+    assert report["dit"]["steps"] == 2
+    shipped = WanGenerator.from_pretrained(str(gen))
+    assert shipped.vae.config.z_dim == 6 and shipped.transformer.config.in_channels == 6
+    assert len(shipped.vae.config.latents_mean) == 6  # the cache's statistics of the grown latent
+    assert json.loads((gen / "build_report.json").read_text())["status"] == "done"

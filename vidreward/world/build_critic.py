@@ -10,8 +10,8 @@ Stages (as real VLMs are built; see ../shared/notes/world-probe.md for why a one
    (:mod:`critic_align`; occluding: an object's tokens carry only the object's words), for ``align_steps``.
 2. caption: the vision tower frozen; dense LM loss over captions and facet descriptions of the videos.
 3. instruct: the Figs. 15-17 questions and the Vanilla question with JSON answers, a few units at a time: each
-   curriculum phase adds its units (:data:`critic_curriculum.PHASES`; the first mixes Environment, Lighting and
-   Colour), half the batch from the new units, and moves on when their running decision accuracy reaches
+   curriculum phase adds its units (``CriticBuildConfig.phases``, by default :data:`critic_curriculum.PHASES`;
+   the first mixes Environment, Lighting and Colour), half the batch from the new units, and moves on when their running decision accuracy reaches
    ``phase_target`` (or after ``phase_max_steps`` per unit); then a mixed phase. Examples come in Yes/No pairs on
    the same scene; TA questions are partly asked in a short warm-up form (``short_question_share``) and partly
    answered with a keyed auxiliary answer (``aux_share``, :mod:`critic_aux`: "Video Lighting: dim"); the decision
@@ -65,10 +65,9 @@ from vidreward.world.critic_batch import (
 from vidreward.world.critic_build_config import CriticBuildConfig
 from vidreward.world.critic_curriculum import (
     N_FRAMES_CHOICES,
-    PHASES,
-    VISION_TUNING_PHASE,
     curriculum_example,
     train_scene,
+    vision_tuning_phase,
 )
 from vidreward.world.critic_model import build_critic_model, export_critic, train_tokenizer
 from vidreward.world.render import RenderConfig
@@ -131,11 +130,12 @@ def run_build(cfg: CriticBuildConfig) -> dict:
         optimizer = torch.optim.AdamW(params, lr=cfg.align_lr, weight_decay=0.0)
         if opt_state is not None:
             optimizer.load_state_dict(opt_state)
-        val = [align_sample(90_000_000 + 1000 * i, rcfg, 10, "heldout") for i in range(64)]
+        val = [align_sample(90_000_000 + 1000 * i, rcfg, 10, "heldout", cfg.align_visible_defects) for i in range(64)]
         while ex["stage_step"] < cfg.align_steps:
             rng = _rng(cfg, "align", ex["stage_step"])
             nf = [rng.choice(N_FRAMES_CHOICES) for _ in range(cfg.align_batch_size)]
-            samples = [align_sample(rng.randrange(40_000_000), rcfg, n) for n in nf]
+            samples = [align_sample(rng.randrange(40_000_000), rcfg, n, visible_defects=cfg.align_visible_defects)
+                       for n in nf]
             loss, _ = align_loss(model, align, critic.encoder, [s[0] for s in samples], [s[1] for s in samples], nf,
                                  critic.fps, cfg.align_group_weight, cfg.align_quality_weight)
             optimizer.zero_grad(set_to_none=True)
@@ -165,8 +165,11 @@ def run_build(cfg: CriticBuildConfig) -> dict:
                 group["lr"] = wanted["lr"]
         return opt
 
+    phases = tuple(tuple(units) for units in cfg.phases)  # lists when the config came from JSON
+    vision_phase = vision_tuning_phase(phases)
+
     def tunes_vision() -> bool:
-        return ex["stage"] == "instruct" and cfg.instruct_vision_lr > 0 and ex["phase"] >= VISION_TUNING_PHASE
+        return ex["stage"] == "instruct" and cfg.instruct_vision_lr > 0 and ex["phase"] >= vision_phase
 
     for p in text_params:
         p.requires_grad_(True)
@@ -207,14 +210,14 @@ def run_build(cfg: CriticBuildConfig) -> dict:
         checkpoint(None)
         optimizer = make_optimizer("instruct", None)
     # ---- stage (iii): instruction tuning with a facet-by-facet curriculum ------------------------------------
-    total = len(PHASES) + 1
+    total = len(phases) + 1
     while ex["stage"] == "instruct":
         step, phase = ex["stage_step"], ex["phase"]
         pairs = [curriculum_example(_rng(cfg, "instruct", step, i // 2), i, phase, cfg.short_question_share, rcfg,
-                                    cfg.format_share, cfg.aux_share) for i in range(cfg.batch_size)]
+                                    cfg.format_share, cfg.aux_share, phases) for i in range(cfg.batch_size)]
         loss, preds = text_step([p[0] for p in pairs], [p[1] for p in pairs])
         ex["phase_step"] += 1
-        units = PHASES[phase] if phase < len(PHASES) else None
+        units = phases[phase] if phase < len(phases) else None
         recent = deque(ex["recent"], maxlen=160 * len(units or ("mixed",)))
         for (e, _), p in zip(pairs, preds):
             if e.label is not None and (units is None or e.facet in units):

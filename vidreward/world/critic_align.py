@@ -15,7 +15,9 @@ a concept of the token (:func:`vidreward.world.critic_concepts.token_concepts`, 
 
 - the background colour or the lighting word, on every token that holds no object;
 - an image-quality word of the video's defect (noise, blur on every token; flicker on the tokens of a temporal
-  patch holding a brightness-shifted frame);
+  patch holding a brightness-shifted frame); with ``visible_defects`` only where the token's pixels show it, the
+  quality words left unscored (weight 0 in the BCE) on the defective video's other tokens
+  (:data:`~vidreward.world.critic_concepts.UNSEEN_DEFECT`);
 - the colour, shape or measured size word of an object covering >= ``COVER`` of the token's region in either
   frame of its temporal patch.
 
@@ -37,7 +39,13 @@ import random
 import torch
 
 from vidreward.video_io import subsample_frames
-from vidreward.world.critic_concepts import MERGED_GRID, flicker_frames, token_concepts, video_scene
+from vidreward.world.critic_concepts import (
+    MERGED_GRID,
+    UNSEEN_DEFECT,
+    flicker_frames,
+    token_concepts,
+    video_scene,
+)
 from vidreward.world.critic_data import make_video
 from vidreward.world.render import RenderConfig
 from vidreward.world.scene import (
@@ -81,10 +89,10 @@ def concept_token_ids(tokenizer) -> dict[str, list[int]]:
     return out
 
 
-def align_sample(seed: int, cfg: RenderConfig, n_frames: int, split: str = "train"):
+def align_sample(seed: int, cfg: RenderConfig, n_frames: int, split: str = "train", visible_defects: bool = False):
     """(video ``[F, 3, H, W]``, per-token concepts) of a ``split`` scene, clean or with a quality defect; the
     concepts are :func:`critic_concepts.token_concepts` of what the video draws, occluding (object tokens carry only
-    the object's words and the defects)."""
+    the object's words and the defects; ``visible_defects``: a defect only on the tokens that show it)."""
     rng = random.Random(f"critic-align-{seed}")
     spec = sample_scene(seed, cfg.num_frames)
     while split_of(spec) != split:
@@ -94,7 +102,8 @@ def align_sample(seed: int, cfg: RenderConfig, n_frames: int, split: str = "trai
     video = make_video(spec, source, seed, cfg)
     scene, tracks = video_scene(spec, source, seed, cfg)
     shifted = flicker_frames(video, scene, cfg) if source == "flicker" else set()
-    return video, token_concepts(scene, tracks, source, n_frames, cfg, shifted, occlude=True)
+    return video, token_concepts(scene, tracks, source, n_frames, cfg, shifted, occlude=True,
+                                 visible_defects=visible_defects)
 
 
 class WordAlignment(torch.nn.Module):
@@ -114,6 +123,12 @@ class WordAlignment(torch.nn.Module):
 
     def targets(self, concepts: list[set[str]]) -> torch.Tensor:
         return torch.tensor([[float(o in words) for o in self.owner] for words in concepts])  # [N, |A|]
+
+    def scored(self, concepts: list[set[str]]) -> torch.Tensor:
+        """1 where a target counts, 0 on the quality words of tokens marked ``UNSEEN_DEFECT``: ``[N, |A|]``."""
+        quality = torch.tensor([o in QUALITY_SOURCES for o in self.owner])  # [|A|]
+        unseen = torch.tensor([UNSEEN_DEFECT in words for words in concepts])  # [N]
+        return (~(unseen[:, None] & quality[None, :])).float()
 
     def forward(self, tokens: torch.Tensor, embeddings: torch.Tensor) -> torch.Tensor:
         h = torch.nn.functional.normalize(tokens, dim=-1)
@@ -157,22 +172,23 @@ def group_loss(align: WordAlignment, scores: torch.Tensor, concepts: list[set[st
 def align_loss(model, align: WordAlignment, encoder, videos: list[torch.Tensor], concepts: list[list[set[str]]],
                n_frames: list[int], fps: float, group_weight: float = 1.0,
                quality_weight: float = 0.0) -> tuple[torch.Tensor, dict[str, float]]:
-    """Mean BCE of the word scores of every merged token, plus ``group_weight`` times the object groups' softmax CE
+    """Mean BCE of the word scores of every merged token (over the scored targets, :meth:`WordAlignment.scored`), plus ``group_weight`` times the object groups' softmax CE
     and ``quality_weight`` times the quality group's (noise / blur / flicker, on defect tokens); and held-out style
     stats (token accuracy, exact sets)."""
     tokens = merged_tokens(model, encoder, videos, n_frames, fps)  # [sum N, D]
     flat = [w for per_video in concepts for w in per_video]
     if tokens.shape[0] != len(flat):
         raise RuntimeError(f"{tokens.shape[0]} merged tokens but {len(flat)} token labels: grid mismatch")
-    target = align.targets(flat)  # [N, |A|]
+    target, scored = align.targets(flat), align.scored(flat)  # [N, |A|] each
     scores = align(tokens, model.get_input_embeddings().weight)
-    loss = torch.nn.functional.binary_cross_entropy_with_logits(scores, target)
+    bce = torch.nn.functional.binary_cross_entropy_with_logits(scores, target, reduction="none")
+    loss = (bce * scored).sum() / scored.sum()
     if group_weight:
         loss = loss + group_weight * group_loss(align, scores, flat)
     if quality_weight:
         loss = loss + quality_weight * group_loss(align, scores, flat, (QUALITY_SOURCES,))
     with torch.no_grad():
-        hit = (scores > 0).float() == target
+        hit = ((scores > 0).float() == target) | (scored == 0)
         stats = {"word_acc": hit.float().mean().item(), "token_exact": hit.all(dim=1).float().mean().item()}
         for name, members in (("object", set(OBJECT_COLORS) | set(SHAPES) | set(SIZES)),
                               ("quality", set(QUALITY_SOURCES))):

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from vidreward.world.critic_curriculum import PHASES
 from vidreward.world.critic_model import CriticArch
 
 #: where the shipped critic lives (a ``save_pretrained`` directory inside the package)
@@ -38,6 +39,11 @@ class CriticBuildConfig:
     align_quality_weight: float = 0.0
     """stage (i) weight of the softmax cross-entropy over the image-quality words (noise / blur / flicker) on tokens
     of a defective video (0: the shipped recipe, whose per-token quality accuracy stayed at 0.49)"""
+    align_visible_defects: bool = False
+    """stage (i): name a blur / flicker defect only on the tokens whose pixels show it (object edges; a patch whose
+    two frames differ in shift), leaving the quality words unscored on the defective video's other tokens
+    (:mod:`critic_concepts`); False: every token of a blurred video and every token of a patch holding a shifted
+    frame, as the shipped critic was built"""
     caption_steps: int = 150
     """stage (ii) steps"""
     caption_lr: float = 1e-3
@@ -56,6 +62,9 @@ class CriticBuildConfig:
     """stage (ii)/(iii) loss weight of each Yes/No decision token (other answer tokens weigh 1)"""
     instruct_vision_lr: float = 3e-4
     """stage (iii) learning rate of the vision tower (0: keep it frozen after stage (i))"""
+    phases: tuple[tuple[str, ...], ...] = PHASES
+    """stage (iii) curriculum phases, each a tuple of units (TA facet keys, "vq", "phy", "vanilla"); the vision tower
+    is tuned from the first phase holding "vq" or "phy" on (:func:`critic_curriculum.vision_tuning_phase`)"""
     phase_min_steps: int = 20
     """stage (iii): steps before a phase may end"""
     phase_max_steps: int = 500

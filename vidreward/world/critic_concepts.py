@@ -7,7 +7,12 @@ of 2, each a 3 x 3 grid of merged tokens (84 x 84 px frames, patch 14, merge 2 x
 (t, row, col) order. A token's concepts:
 
 - every token: the background colour and the lighting word; ``noise`` / ``blur`` for those pixel corruptions;
-  ``flicker`` on the tokens of a temporal patch that holds a brightness-shifted frame;
+  ``flicker`` on the tokens of a temporal patch that holds a brightness-shifted frame. With ``visible_defects`` a
+  defect is named only where the token's pixels can show it, and the other tokens of the defective video carry
+  :data:`UNSEEN_DEFECT` instead (the quality words are not scored there): ``blur`` on tokens whose region holds an
+  object edge in either frame of the patch (a flat region is the same blurred or not), ``flicker`` on tokens of a
+  patch whose two frames differ in shift (a patch of two shifted frames looks like a clean patch of a brighter
+  scene: the vision tower sees one patch at a time);
 - an object covering >= ``COVER`` of the token's region in either frame of the patch adds its colour, its shape
   in those frames and its measured size: ``small`` / ``large`` by the side sqrt(w h) of its box against the
   world's sizes, ``tiny`` below ``TINY`` of the frame, and ``stretched`` when the box's aspect ratio leaves
@@ -48,6 +53,10 @@ ASPECT = 1.3
 FLICKER_SHIFT = 0.05
 #: concepts that are not words of the world's captions
 EXTRA_CONCEPTS: tuple[str, ...] = ("tiny", "stretched", "noise", "blur", "flicker")
+#: marker of a token of a defective video whose own pixels cannot show the defect (``visible_defects``)
+UNSEEN_DEFECT = "unseen-defect"
+#: an object covering more than this and less than 1 - this of a region draws an edge in it
+EDGE_COVER = 0.01
 
 
 def region_cover(masks: np.ndarray) -> np.ndarray:
@@ -91,25 +100,37 @@ def size_concepts(track: Track, frame: int, cfg: RenderConfig) -> set[str]:
 
 
 def token_concepts(scene: SceneSpec, tracks: list[Track], source: str, n_frames: int, cfg: RenderConfig,
-                   shifted_frames: set[int] = frozenset(), occlude: bool = False) -> list[set[str]]:
-    """Concepts of every merged token of the ``n_frames``-frame subsample, in (t, row, col) order (``occlude``:
-    see the module doc)."""
+                   shifted_frames: set[int] = frozenset(), occlude: bool = False,
+                   visible_defects: bool = False) -> list[set[str]]:
+    """Concepts of every merged token of the ``n_frames``-frame subsample, in (t, row, col) order (``occlude``,
+    ``visible_defects``: see the module doc)."""
     if n_frames % 2:
         raise ValueError(f"n_frames={n_frames}: Qwen2.5-VL packs frames in temporal patches of 2; use an even count")
     idx, covers = subsample_covers(tracks, n_frames, cfg)  # [N_f], [N_f, 3, 3] each
     shared = {scene.background, scene.lighting} | ({source} if source in ("noise", "blur") else set())
+    if visible_defects and source == "blur":
+        shared -= {"blur"}
     out = []
     for t in range(n_frames // 2):
         frames = (int(idx[2 * t]), int(idx[2 * t + 1]))
-        group = set(shared) | ({"flicker"} if shifted_frames & set(frames) else set())
+        group = set(shared)
+        if visible_defects and source == "flicker":
+            seen = frames[0] != frames[1] and len(shifted_frames & set(frames)) == 1
+            group |= {"flicker"} if seen else ({UNSEEN_DEFECT} if shifted_frames & set(frames) else set())
+        elif shifted_frames & set(frames):
+            group.add("flicker")
         for r in range(MERGED_GRID):
             for c in range(MERGED_GRID):
                 objects: set[str] = set()
+                edge = False
                 for track, cov in zip(tracks, covers):
                     for k, f in enumerate(frames):
                         if cov[2 * t + k, r, c] >= COVER:
                             objects |= {track.color, track.shapes[f]} | size_concepts(track, f, cfg)
-                scene_words = group - {scene.background, scene.lighting} if occlude and objects else group
+                        edge = edge or EDGE_COVER < cov[2 * t + k, r, c] < 1 - EDGE_COVER
+                scene_words = group - {scene.background, scene.lighting} if occlude and objects else set(group)
+                if visible_defects and source == "blur":
+                    scene_words.add("blur" if edge else UNSEEN_DEFECT)
                 out.append(scene_words | objects)
     return out
 

@@ -29,8 +29,16 @@ PHASES: tuple[tuple[str, ...], ...] = (("Environment", "Lighting", "Color Requir
                                        ("Objects' Motion",), ("phy",))
 #: every unit, in curriculum order
 CURRICULUM: tuple[str, ...] = tuple(unit for units in PHASES for unit in units)
-#: from this curriculum phase on, stage (iii) also tunes the vision tower (image-quality and physics defects)
-VISION_TUNING_PHASE = next(k for k, units in enumerate(PHASES) if "vq" in units)
+
+
+def vision_tuning_phase(phases: tuple[tuple[str, ...], ...] = PHASES) -> int:
+    """The curriculum phase from which stage (iii) also tunes the vision tower (image-quality and physics defects):
+    the first that holds "vq" (or "phy"); after the last phase when neither is in a phase."""
+    return next((k for k, units in enumerate(phases) if {"vq", "phy"} & set(units)), len(phases))
+
+
+#: the shipped curriculum's :func:`vision_tuning_phase`
+VISION_TUNING_PHASE = vision_tuning_phase(PHASES)
 N_FRAMES_CHOICES: tuple[int, ...] = (10, 10, 10, 8, 6, 4)
 
 
@@ -44,9 +52,10 @@ def train_scene(rng: random.Random, num_frames: int) -> tuple[int, SceneSpec]:
 
 
 def curriculum_example(rng: random.Random, i: int, phase: int, short_share: float,
-                       rcfg: RenderConfig, format_share: float = 0.0, aux_share: float = 0.0
-                       ) -> tuple[cd.CriticExample, int]:
-    """(example, N_f) number ``i`` of a step; ``rng`` is the step's generator for the pair ``i // 2``.
+                       rcfg: RenderConfig, format_share: float = 0.0, aux_share: float = 0.0,
+                       phases: tuple[tuple[str, ...], ...] = PHASES) -> tuple[cd.CriticExample, int]:
+    """(example, N_f) number ``i`` of a step of curriculum phase ``phase`` of ``phases``; ``rng`` is the step's
+    generator for the pair ``i // 2``.
 
     ``short_share``: share of TA questions asked in the short warm-up form during the curriculum phases (a
     quarter of it in the mixed phase). ``aux_share``: share of TA examples answered with a keyed auxiliary answer
@@ -57,16 +66,16 @@ def curriculum_example(rng: random.Random, i: int, phase: int, short_share: floa
     n = rng.choice(N_FRAMES_CHOICES)
     if rng.random() < 0.06:
         return cd.make_example(spec, "caption", None, seed + i % 2, rcfg, n), n
-    if phase < len(PHASES) and rng.random() < format_share:
-        unit = rng.choice(CURRICULUM)
-    elif phase < len(PHASES):
-        earlier = [u for units in PHASES[:phase] for u in units]
-        unit = rng.choice(PHASES[phase]) if (phase == 0 or rng.random() < 0.5) else rng.choice(earlier)
+    if phase < len(phases) and rng.random() < format_share:
+        unit = rng.choice([u for units in phases for u in units])
+    elif phase < len(phases):
+        earlier = [u for units in phases[:phase] for u in units]
+        unit = rng.choice(phases[phase]) if (phase == 0 or rng.random() < 0.5) else rng.choice(earlier)
     else:
         dim = rng.choice(cd.DIMENSIONS)
         unit = rng.choice(cd.TA_FACETS) if dim == "ta" else dim
     dim, facet = ("ta", unit) if unit in cd.TA_FACETS else (unit, None)
-    short = rng.random() < (short_share if phase < len(PHASES) else short_share / 4)
+    short = rng.random() < (short_share if phase < len(phases) else short_share / 4)
     ex = cd.make_example(spec, dim, ("Yes", "No")[i % 2], seed, rcfg, n, facet=facet, short=short)
     if dim == "ta" and rng.random() < aux_share:
         ex = aux_example(ex, rcfg, video_side=rng.random() < 0.5)

@@ -1,0 +1,110 @@
+"""Stage (i) of the world critic build alone, scored per image-quality defect on the tokens that can show it.
+
+The build's stage (i) accuracy (``critic_align.align_accuracy``) pools noise, blur and flicker into one "quality"
+group and, in the shipped recipe, counts blur on flat tokens and flicker on patches of two shifted frames, which no
+vision tower that sees one temporal patch can tell apart from clean ones. This script trains stage (i) exactly as
+``build_critic.run_build`` does (same seed, batches and optimizer) with the labelling of ``--visible-defects`` on or
+off, and scores every arm on one held-out set labelled with visible defects only: per defect, the share of its
+tokens whose top quality word is right, and the object groups (colour, shape, size) as a check that nothing else
+got worse.
+
+    .venv/bin/python scripts/experiments/critic_align_probe.py --steps 1500 [--visible-defects] --out FILE.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+
+from vidreward.critics.vlm import VLMCritic
+from vidreward.world import critic_data as cd
+from vidreward.world.build_critic import _rng
+from vidreward.world.critic_align import (
+    OBJECT_GROUPS,
+    QUALITY_SOURCES,
+    WordAlignment,
+    align_loss,
+    align_sample,
+    concept_token_ids,
+    group_scores,
+    merged_tokens,
+)
+from vidreward.world.critic_build_config import CriticBuildConfig
+from vidreward.world.critic_concepts import MERGED_GRID
+from vidreward.world.critic_curriculum import N_FRAMES_CHOICES
+from vidreward.world.critic_model import build_critic_model, train_tokenizer
+from vidreward.world.render import RenderConfig
+
+
+def per_group_accuracy(model, align, encoder, samples, fps) -> dict[str, float]:
+    """Top-word accuracy per object group and per quality defect, on the tokens that carry one."""
+    n_frames = [2 * len(c) // MERGED_GRID**2 for _, c in samples]
+    with torch.no_grad():
+        tokens = merged_tokens(model, encoder, [v for v, _ in samples], n_frames, fps)
+        scores = align(tokens, model.get_input_embeddings().weight)
+    flat = [w for _, per_video in samples for w in per_video]
+    out = {}
+    for name, members in OBJECT_GROUPS.items():
+        group, target = group_scores(align, scores, flat, members)
+        valid = target >= 0
+        out[name] = round(float((group[valid].argmax(1) == target[valid]).float().mean()), 3)
+    group, target = group_scores(align, scores, flat, QUALITY_SOURCES)
+    for k, defect in enumerate(QUALITY_SOURCES):
+        rows = target == k
+        out[defect] = round(float((group[rows].argmax(1) == k).float().mean()), 3) if rows.any() else None
+    return out
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--steps", type=int, default=1500)
+    parser.add_argument("--eval-every", type=int, default=250)
+    parser.add_argument("--visible-defects", action="store_true", help="train with CriticBuildConfig."
+                        "align_visible_defects (default: the shipped labelling)")
+    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--out", required=True, help="JSON of the evaluations")
+    args = parser.parse_args()
+    cfg = CriticBuildConfig(align_visible_defects=args.visible_defects)
+    torch.set_num_threads(args.threads)
+    torch.manual_seed(cfg.seed)
+    rcfg = RenderConfig()
+    tokenizer = train_tokenizer(cd.text_corpus(2000), cfg.arch.vocab_size)
+    model, processor = build_critic_model(tokenizer, cfg.arch, cfg.seed)
+    with tempfile.TemporaryDirectory() as init_dir:  # loaded back as the build does (processor pixel budget)
+        model.save_pretrained(init_dir, safe_serialization=True)
+        processor.save_pretrained(init_dir)
+        critic = VLMCritic.from_pretrained(init_dir)
+    model = critic.model
+    align = WordAlignment(concept_token_ids(critic.tokenizer))
+    params = list(model.model.visual.parameters()) + [model.get_input_embeddings().weight] + list(align.parameters())
+    for p in params:
+        p.requires_grad_(True)
+    optimizer = torch.optim.AdamW(params, lr=cfg.align_lr, weight_decay=0.0)
+    val = [align_sample(90_000_000 + 1000 * i, rcfg, 10, "heldout", visible_defects=True) for i in range(96)]
+    history, t0 = [], time.time()
+    for step in range(1, args.steps + 1):
+        rng = _rng(cfg, "align", step - 1)
+        nf = [rng.choice(N_FRAMES_CHOICES) for _ in range(cfg.align_batch_size)]
+        samples = [align_sample(rng.randrange(40_000_000), rcfg, n, visible_defects=cfg.align_visible_defects)
+                   for n in nf]
+        loss, _ = align_loss(model, align, critic.encoder, [s[0] for s in samples], [s[1] for s in samples], nf,
+                             critic.fps, cfg.align_group_weight, cfg.align_quality_weight)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        if step % args.eval_every == 0 or step == args.steps:
+            acc = per_group_accuracy(model, align, critic.encoder, val, critic.fps)
+            history.append({"step": step, "loss": round(loss.item(), 4), "minutes": round((time.time() - t0) / 60, 1),
+                            **acc})
+            print(json.dumps(history[-1]), flush=True)
+            Path(args.out).write_text(json.dumps({"visible_defects": args.visible_defects, "history": history},
+                                                 indent=1))
+
+
+if __name__ == "__main__":
+    main()
