@@ -6,7 +6,7 @@ vision tower that sees one temporal patch can tell apart from clean ones. This s
 ``build_critic.run_build`` does (same seed, batches and optimizer) with the labelling of ``--visible-defects`` on or
 off, and scores every arm on one held-out set labelled with visible defects only: per defect, the share of its
 tokens whose top quality word is right, and the object groups (colour, shape, size) as a check that nothing else
-got worse.
+got worse (``critic_align.align_accuracy``, whose quality group is also split by defect).
 
     .venv/bin/python scripts/experiments/critic_align_probe.py --steps 1500 [--visible-defects] --out FILE.json
 """
@@ -23,41 +23,11 @@ import torch
 
 from vidreward.critics.vlm import VLMCritic
 from vidreward.world import critic_data as cd
-from vidreward.world.build_critic import _rng
-from vidreward.world.critic_align import (
-    OBJECT_GROUPS,
-    QUALITY_SOURCES,
-    WordAlignment,
-    align_loss,
-    align_sample,
-    concept_token_ids,
-    group_scores,
-    merged_tokens,
-)
+from vidreward.world.build_critic import align_step
+from vidreward.world.critic_align import WordAlignment, align_accuracy, align_sample, concept_token_ids
 from vidreward.world.critic_build_config import CriticBuildConfig
-from vidreward.world.critic_concepts import MERGED_GRID
-from vidreward.world.critic_curriculum import N_FRAMES_CHOICES
 from vidreward.world.critic_model import build_critic_model, train_tokenizer
 from vidreward.world.render import RenderConfig
-
-
-def per_group_accuracy(model, align, encoder, samples, fps) -> dict[str, float]:
-    """Top-word accuracy per object group and per quality defect, on the tokens that carry one."""
-    n_frames = [2 * len(c) // MERGED_GRID**2 for _, c in samples]
-    with torch.no_grad():
-        tokens = merged_tokens(model, encoder, [v for v, _ in samples], n_frames, fps)
-        scores = align(tokens, model.get_input_embeddings().weight)
-    flat = [w for _, per_video in samples for w in per_video]
-    out = {}
-    for name, members in OBJECT_GROUPS.items():
-        group, target = group_scores(align, scores, flat, members)
-        valid = target >= 0
-        out[name] = round(float((group[valid].argmax(1) == target[valid]).float().mean()), 3)
-    group, target = group_scores(align, scores, flat, QUALITY_SOURCES)
-    for k, defect in enumerate(QUALITY_SOURCES):
-        rows = target == k
-        out[defect] = round(float((group[rows].argmax(1) == k).float().mean()), 3) if rows.any() else None
-    return out
 
 
 def main() -> None:
@@ -88,18 +58,10 @@ def main() -> None:
     val = [align_sample(90_000_000 + 1000 * i, rcfg, 10, "heldout", visible_defects=True) for i in range(96)]
     history, t0 = [], time.time()
     for step in range(1, args.steps + 1):
-        rng = _rng(cfg, "align", step - 1)
-        nf = [rng.choice(N_FRAMES_CHOICES) for _ in range(cfg.align_batch_size)]
-        samples = [align_sample(rng.randrange(40_000_000), rcfg, n, visible_defects=cfg.align_visible_defects)
-                   for n in nf]
-        loss, _ = align_loss(model, align, critic.encoder, [s[0] for s in samples], [s[1] for s in samples], nf,
-                             critic.fps, cfg.align_group_weight, cfg.align_quality_weight)
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
+        loss = align_step(cfg, step - 1, critic, align, optimizer, rcfg)
         if step % args.eval_every == 0 or step == args.steps:
-            acc = per_group_accuracy(model, align, critic.encoder, val, critic.fps)
-            history.append({"step": step, "loss": round(loss.item(), 4), "minutes": round((time.time() - t0) / 60, 1),
+            acc = align_accuracy(model, align, critic.encoder, val, critic.fps)
+            history.append({"step": step, "loss": round(loss, 4), "minutes": round((time.time() - t0) / 60, 1),
                             **acc})
             print(json.dumps(history[-1]), flush=True)
             Path(args.out).write_text(json.dumps({"visible_defects": args.visible_defects, "history": history},

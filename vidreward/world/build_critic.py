@@ -79,6 +79,22 @@ def _rng(cfg: CriticBuildConfig, *parts) -> random.Random:
     return random.Random("-".join(map(str, ("critic-build", cfg.seed, *parts))))
 
 
+def align_step(cfg: CriticBuildConfig, step: int, critic: VLMCritic, align: WordAlignment,
+               optimizer: torch.optim.Optimizer, rcfg: RenderConfig) -> float:
+    """One stage (i) step: ``cfg.align_batch_size`` train-split videos drawn from (seed, step), each at a drawn N_f,
+    and an optimizer step on :func:`critic_align.align_loss`; returns the loss."""
+    rng = _rng(cfg, "align", step)
+    nf = [rng.choice(N_FRAMES_CHOICES) for _ in range(cfg.align_batch_size)]
+    samples = [align_sample(rng.randrange(40_000_000), rcfg, n, visible_defects=cfg.align_visible_defects)
+               for n in nf]
+    loss, _ = align_loss(critic.model, align, critic.encoder, [s[0] for s in samples], [s[1] for s in samples], nf,
+                         critic.fps, cfg.align_group_weight, cfg.align_quality_weight)
+    optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    optimizer.step()
+    return loss.item()
+
+
 def _trainable_state(model, align) -> dict[str, torch.Tensor]:
     state = {k: v for k, v in model.state_dict().items() if k != "lm_head.weight"}  # tied to the embeddings
     state.update({f"align.{k}": v for k, v in align.state_dict().items()})
@@ -132,20 +148,12 @@ def run_build(cfg: CriticBuildConfig) -> dict:
             optimizer.load_state_dict(opt_state)
         val = [align_sample(90_000_000 + 1000 * i, rcfg, 10, "heldout", cfg.align_visible_defects) for i in range(64)]
         while ex["stage_step"] < cfg.align_steps:
-            rng = _rng(cfg, "align", ex["stage_step"])
-            nf = [rng.choice(N_FRAMES_CHOICES) for _ in range(cfg.align_batch_size)]
-            samples = [align_sample(rng.randrange(40_000_000), rcfg, n, visible_defects=cfg.align_visible_defects)
-                       for n in nf]
-            loss, _ = align_loss(model, align, critic.encoder, [s[0] for s in samples], [s[1] for s in samples], nf,
-                                 critic.fps, cfg.align_group_weight, cfg.align_quality_weight)
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
+            loss = align_step(cfg, ex["stage_step"], critic, align, optimizer, rcfg)
             ex["stage_step"] += 1
             state.step += 1
             if ex["stage_step"] % 250 == 0 or ex["stage_step"] == cfg.align_steps:
                 ex["vision_acc"] = align_accuracy(model, align, critic.encoder, val, critic.fps)
-                logger.info("stage 1 step %d loss %.3f held-out %s", ex["stage_step"], loss.item(), ex["vision_acc"])
+                logger.info("stage 1 step %d loss %.3f held-out %s", ex["stage_step"], loss, ex["vision_acc"])
                 checkpoint(optimizer)
         ex.update(stage="caption", stage_step=0)
         opt_state = None

@@ -199,7 +199,9 @@ def align_loss(model, align: WordAlignment, encoder, videos: list[torch.Tensor],
 
 def align_accuracy(model, align: WordAlignment, encoder, samples: list, fps: float) -> dict[str, float]:
     """Held-out accuracy per concept group: on tokens where the group has a concept, is the top-scoring concept
-    of the group the right one (object groups: colour, shape, size; scene groups: background, lighting, quality)?"""
+    of the group the right one (object groups: colour, shape, size; scene groups: background, lighting, quality)?
+    The quality group is also split by the defect the tokens carry (``quality_noise``, ``quality_blur``,
+    ``quality_flicker``)."""
     groups = {**OBJECT_GROUPS, "background": tuple(BACKGROUND_COLORS), "lighting": tuple(LIGHTING),
               "quality": QUALITY_SOURCES}
     n_frames = [2 * len(c) // MERGED_GRID**2 for _, c in samples]
@@ -213,4 +215,8 @@ def align_accuracy(model, align: WordAlignment, encoder, samples: list, fps: flo
         valid = target >= 0
         if valid.any():
             acc[name] = round(float((group[valid].argmax(1) == target[valid]).float().mean()), 3)
+        if name == "quality":
+            for k, defect in enumerate(members):
+                if (target == k).any():
+                    acc[f"quality_{defect}"] = round(float((group[target == k].argmax(1) == k).float().mean()), 3)
     return acc
