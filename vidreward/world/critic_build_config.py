@@ -39,11 +39,11 @@ class CriticBuildConfig:
     align_quality_weight: float = 0.0
     """stage (i) weight of the softmax cross-entropy over the image-quality words (noise / blur / flicker) on tokens
     of a defective video (0: the shipped recipe, whose per-token quality accuracy stayed at 0.49)"""
-    align_visible_defects: bool = False
+    align_visible_defects: bool = True
     """stage (i): name a blur / flicker defect only on the tokens whose pixels show it (object edges; a patch whose
     two frames differ in shift), leaving the quality words unscored on the defective video's other tokens
-    (:mod:`critic_concepts`); False: every token of a blurred video and every token of a patch holding a shifted
-    frame, as the shipped critic was built"""
+    (:mod:`critic_concepts`; the shipped critic's recipe since session 10); False: every token of a blurred video and
+    every token of a patch holding a shifted frame (the session-8 critic)"""
     caption_steps: int = 150
     """stage (ii) steps"""
     caption_lr: float = 1e-3
@@ -67,8 +67,8 @@ class CriticBuildConfig:
     is tuned from the first phase holding "vq" or "phy" on (:func:`critic_curriculum.vision_tuning_phase`)"""
     phase_min_steps: int = 20
     """stage (iii): steps before a phase may end"""
-    phase_max_steps: int = 500
-    """stage (iii): steps per unit of a phase after which the phase ends anyway (a 3-unit phase: 1500)"""
+    phase_max_steps: int = 400
+    """stage (iii): steps per unit of a phase after which the phase ends anyway (a 3-unit phase: 1200)"""
     phase_target: float = 0.9
     """stage (iii): running decision accuracy of the phase's new units that ends the phase"""
     mixed_steps: int = 3000
