@@ -11,8 +11,8 @@ Stages (as real VLMs are built; see ../shared/notes/world-probe.md for why a one
 2. caption: the vision tower frozen; dense LM loss over captions and facet descriptions of the videos.
 3. instruct: the Figs. 15-17 questions and the Vanilla question with JSON answers, a few units at a time: each
    curriculum phase adds its units (``CriticBuildConfig.phases``, by default :data:`critic_curriculum.PHASES`;
-   the first mixes Environment, Lighting and Colour), half the batch from the new units, and moves on when their running decision accuracy reaches
-   ``phase_target`` (or after ``phase_max_steps`` per unit); then a mixed phase. Examples come in Yes/No pairs on
+   the first mixes Environment, Lighting and Colour), half the batch from the new units, and moves on when their
+   running decision accuracy reaches ``phase_target`` (or after ``phase_max_steps`` per unit); then a mixed phase. Examples come in Yes/No pairs on
    the same scene; TA questions are partly asked in a short warm-up form (``short_question_share``) and partly
    answered with a keyed auxiliary answer (``aux_share``, :mod:`critic_aux`: "Video Lighting: dim"); the decision
    tokens weigh ``decision_weight``; the vision tower is tuned too from the VQ phase on (``instruct_vision_lr``).

@@ -172,9 +172,9 @@ def group_loss(align: WordAlignment, scores: torch.Tensor, concepts: list[set[st
 def align_loss(model, align: WordAlignment, encoder, videos: list[torch.Tensor], concepts: list[list[set[str]]],
                n_frames: list[int], fps: float, group_weight: float = 1.0,
                quality_weight: float = 0.0) -> tuple[torch.Tensor, dict[str, float]]:
-    """Mean BCE of the word scores of every merged token (over the scored targets, :meth:`WordAlignment.scored`), plus ``group_weight`` times the object groups' softmax CE
-    and ``quality_weight`` times the quality group's (noise / blur / flicker, on defect tokens); and held-out style
-    stats (token accuracy, exact sets)."""
+    """Mean BCE of the word scores of every merged token (over the scored targets, :meth:`WordAlignment.scored`),
+    plus ``group_weight`` times the object groups' softmax CE and ``quality_weight`` times the quality group's
+    (noise / blur / flicker, on defect tokens); and held-out style stats (token accuracy, exact sets)."""
     tokens = merged_tokens(model, encoder, videos, n_frames, fps)  # [sum N, D]
     flat = [w for per_video in concepts for w in per_video]
     if tokens.shape[0] != len(flat):
