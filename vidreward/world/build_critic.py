@@ -12,10 +12,11 @@ Stages (as real VLMs are built; see ../shared/notes/world-probe.md for why a one
 3. instruct: the Figs. 15-17 questions and the Vanilla question with JSON answers, a few units at a time: each
    curriculum phase adds its units (``CriticBuildConfig.phases``, by default :data:`critic_curriculum.PHASES`;
    the first mixes Environment, Lighting and Colour), half the batch from the new units, and moves on when their
-   running decision accuracy reaches ``phase_target`` (or after ``phase_max_steps`` per unit); then a mixed phase. Examples come in Yes/No pairs on
-   the same scene; TA questions are partly asked in a short warm-up form (``short_question_share``) and partly
-   answered with a keyed auxiliary answer (``aux_share``, :mod:`critic_aux`: "Video Lighting: dim"); the decision
-   tokens weigh ``decision_weight``; the vision tower is tuned too from the VQ phase on (``instruct_vision_lr``).
+   running decision accuracy reaches ``phase_target`` (or after ``phase_max_steps`` per unit); then a mixed phase.
+   Examples come in Yes/No pairs on the same scene; TA questions are partly asked in a short warm-up form
+   (``short_question_share``) and partly answered with a keyed auxiliary answer (``aux_share``, :mod:`critic_aux`:
+   "Video Lighting: dim"); the decision tokens weigh ``decision_weight``; the vision tower is tuned too from the first
+   phase holding VQ or Phy on (``instruct_vision_lr``).
 
 Every ``eval_every`` steps of stage 3 the held-out renders are scored per dimension, with and without the frames
 shuffled across the batch; the best critic so far (highest mean per-dimension accuracy) is written to
@@ -173,7 +174,7 @@ def run_build(cfg: CriticBuildConfig) -> dict:
                 group["lr"] = wanted["lr"]
         return opt
 
-    phases = tuple(tuple(units) for units in cfg.phases)  # lists when the config came from JSON
+    phases = cfg.phases
     vision_phase = vision_tuning_phase(phases)
 
     def tunes_vision() -> bool:

@@ -23,8 +23,8 @@ from vidreward.world.splits import split_of
 #: curriculum phases, each a tuple of units: first the facets the aligned visual tokens carry (scene words and
 #: colour, mixed: one facet per 400-step phase was not learnt from real visual tokens in session 7, while three mixed
 #: facets were learnt in 1100-1500 steps from ideal tokens), then the reference-guided VQ (answered from the video
-#: alone; placed third, after Object(s), the session-8 build never reached it), shape / size, physics, Vanilla, then
-#: what needs positions over time (location, motion), which only the language model's M-RoPE holds
+#: alone; the session-8 build, which had it third, never reached it), shape / size, physics, Vanilla, then what needs
+#: positions over time (location, motion), which only the language model's M-RoPE holds
 PHASES: tuple[tuple[str, ...], ...] = (("Environment", "Lighting", "Color Requirement"), ("vq",), ("Object(s)",),
                                        ("phy",), ("vanilla",), ("Object Location / Spatial Distribution",),
                                        ("Objects' Motion",))
@@ -36,10 +36,6 @@ def vision_tuning_phase(phases: tuple[tuple[str, ...], ...] = PHASES) -> int:
     """The curriculum phase from which stage (iii) also tunes the vision tower (image-quality and physics defects):
     the first that holds "vq" (or "phy"); after the last phase when neither is in a phase."""
     return next((k for k, units in enumerate(phases) if {"vq", "phy"} & set(units)), len(phases))
-
-
-#: the shipped curriculum's :func:`vision_tuning_phase`
-VISION_TUNING_PHASE = vision_tuning_phase(PHASES)
 N_FRAMES_CHOICES: tuple[int, ...] = (10, 10, 10, 8, 6, 4)
 
 
