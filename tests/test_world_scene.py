@@ -23,7 +23,7 @@ from vidreward.world.corrupt import CORRUPTIONS, corrupt
 from vidreward.world.motion import bounce_y, scene_has_overlap
 from vidreward.world.render import RenderConfig, render
 from vidreward.world.scene import SIZES, ObjectSpec, SceneSpec, sample_scene
-from vidreward.world.splits import split_of, world_prompts
+from vidreward.world.splits import FRESH_SEED_START, fresh_train_prompts, split_of, world_prompts
 
 
 def test_sampling_is_deterministic_and_scenes_are_valid():
@@ -112,6 +112,22 @@ def test_splits_are_deterministic_and_disjoint():
     assert all(split_of(p.spec) == "heldout" for p in heldout)
     share = np.mean([split_of(sample_scene(s)) == "heldout" for s in range(1000)])
     assert 0.06 < share < 0.14
+
+
+def test_fresh_train_prompts_are_train_scenes_of_the_generator_s_draws():
+    fresh = fresh_train_prompts(np.random.default_rng([3, 7]), 150, num_frames=5)
+    again = fresh_train_prompts(np.random.default_rng([3, 7]), 150, num_frames=5)
+    assert [p.seed for p in fresh] == [p.seed for p in again] and len(fresh) == 150
+    other = fresh_train_prompts(np.random.default_rng([3, 8]), 150, num_frames=5)
+    assert {p.seed for p in fresh}.isdisjoint({p.seed for p in other})
+    # the generator's raw draws, held-out scenes among them, are kept in order with the held-out ones rejected
+    rng = np.random.default_rng([3, 7])
+    draws = [int(rng.integers(FRESH_SEED_START, 2**31)) for _ in range(200)]
+    kept = [s for s in draws if split_of(sample_scene(s, num_frames=5)) == "train"]
+    assert len(kept) < len(draws) and [p.seed for p in fresh] == kept[:150]
+    assert all(p.spec == sample_scene(p.seed, num_frames=5) and p.caption for p in fresh)
+    heldout_keys = {p.spec.facets().key() for p in world_prompts("heldout", 200, num_frames=5)}
+    assert heldout_keys.isdisjoint({p.spec.facets().key() for p in fresh})
 
 
 @pytest.mark.parametrize("kind", CORRUPTIONS)

@@ -121,3 +121,24 @@ def test_decoder_stage_on_crops_lowers_loss_and_resumes_identically(tmp_path, ki
     resumed, _ = train_vae_decoder(cfg, RENDER, vae_dir, stage, train, heldout, seed=0)
     for k, v in trained.state_dict().items():
         assert torch.equal(v, resumed.state_dict()[k]), k
+
+
+def test_decoder_stage_on_fresh_scenes_resumes_identically(tmp_path, kill_train_stage_at):
+    torch.manual_seed(0)
+    vae = make_vae(VaeStageConfig(base_dim=16, z_dim=4))
+    vae.register_to_config(latents_mean=[0.0] * 4, latents_std=[1.0] * 4)
+    vae_dir = tmp_path / "gen" / "vae"
+    vae.save_pretrained(str(vae_dir), safe_serialization=True)
+    cfg = DecoderStageConfig(batch_size=2, lr=3e-3, warmup_steps=1, max_steps=6, minutes=5.0, eval_every=0,
+                             checkpoint_every=3, eval_videos=2, latent_noise_max=0.02, crop_latent=6,
+                             train_prompts=None)
+    heldout = world_prompts("heldout", 2, num_frames=RENDER.num_frames)
+    trained, record = train_vae_decoder(cfg, RENDER, vae_dir, tmp_path / "stage", None, heldout, seed=0)
+    assert record["steps"] == 6 and record["encoder_bit_exact"]
+    start = load_decoder_trainable_vae(vae_dir).state_dict()
+    assert any(not torch.equal(v, trained.state_dict()[k]) for k, v in start.items() if k.startswith("decoder."))
+    with kill_train_stage_at(4) as killed, pytest.raises(killed):
+        train_vae_decoder(cfg, RENDER, vae_dir, tmp_path / "stage2", None, heldout, seed=0)
+    resumed, _ = train_vae_decoder(cfg, RENDER, vae_dir, tmp_path / "stage2", None, heldout, seed=0)
+    for k, v in trained.state_dict().items():
+        assert torch.equal(v, resumed.state_dict()[k]), k

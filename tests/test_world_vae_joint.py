@@ -14,7 +14,7 @@ from vidreward.world.build_vae import (
     make_vae,
     render_with_masks,
 )
-from vidreward.world.build_vae_joint import JointStageConfig, train_vae_joint
+from vidreward.world.build_vae_joint import JointStageConfig, start_vae, train_vae_joint
 from vidreward.world.latent_expand import expand_latents
 from vidreward.world.render import RenderConfig
 from vidreward.world.splits import world_prompts
@@ -92,6 +92,29 @@ def test_joint_stage_trains_both_sides_records_and_resumes_identically(tmp_path,
     assert [h["step"] for h in resumed_record["history"]] == [4, 8]  # the step-4 evaluation survived the kill
     for k, v in trained.state_dict().items():
         assert torch.equal(v, resumed.state_dict()[k]), k
+
+
+def test_joint_stage_widens_the_decoder_exactly_and_trains_on_fresh_scenes(tmp_path):
+    vae = _tiny_vae(4)
+    gen = tmp_path / "gen"
+    vae.save_pretrained(str(gen / "vae"), safe_serialization=True)
+    cfg = JointStageConfig(z_dim=6, decoder_base_dim=32, batch_size=2, lr=3e-3, warmup_steps=1, max_steps=3,
+                           minutes=5.0, eval_every=0, checkpoint_every=10, eval_videos=2, train_crop=16)
+    start, _ = start_vae(cfg, gen / "vae", tmp_path / "start", seed=0)
+    assert start.config.decoder_base_dim == 32 and start.config.z_dim == 6
+    assert start.decoder.conv_in.weight.shape[0] == 2 * vae.decoder.conv_in.weight.shape[0]  # 32 * 2 channels
+    video, _ = render_with_masks(world_prompts("heldout", 2, num_frames=5), RENDER)  # [2, 3, 5, 32, 32]
+    with torch.no_grad():
+        old_video = vae.decode(vae.encode(video).latent_dist.mean).sample
+        new_video = start.eval().decode(start.encode(video).latent_dist.mean).sample
+    assert torch.allclose(new_video, old_video, atol=1e-5)
+    heldout = world_prompts("heldout", 2, num_frames=RENDER.num_frames)
+    # train=None: fresh train-split scenes per step, a pure function of the step (two runs end equal)
+    first, record = train_vae_joint(cfg, RENDER, gen / "vae", tmp_path / "a", None, heldout, seed=0)
+    second, _ = train_vae_joint(cfg, RENDER, gen / "vae", tmp_path / "b", None, heldout, seed=0)
+    assert record["steps"] == 3 and record["config"]["decoder_base_dim"] == 32
+    assert all(torch.equal(v, second.state_dict()[k]) for k, v in first.state_dict().items())
+    assert any(not torch.equal(v, first.state_dict()[k]) for k, v in start.state_dict().items())
 
 
 def test_joint_stage_names_a_missing_start(tmp_path):

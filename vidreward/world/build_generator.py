@@ -92,7 +92,7 @@ def build_generator(cfg: BuildConfig) -> dict:
     render_cfg = RenderConfig(num_frames=cfg.num_frames, height=cfg.size, width=cfg.size)
     vae_stage = next((s for s in ("vae_decoder", "vae_joint") if s in cfg.stages), "vae")
     gate = getattr(cfg, vae_stage)  # the VAE stage that runs: its train pool, held-out renders and gate
-    train = world_prompts("train", gate.train_prompts, num_frames=cfg.num_frames)
+    train = world_prompts("train", gate.train_prompts, num_frames=cfg.num_frames) if gate.train_prompts else None
     heldout = world_prompts("heldout", gate.eval_videos, num_frames=cfg.num_frames)
     report: dict = {"config": dataclasses.asdict(cfg)}
     if vae_stage == "vae_decoder":

@@ -32,7 +32,7 @@ from vidreward.log import get_logger
 from vidreward.world.motion import scene_tracks
 from vidreward.world.oracle import score_video
 from vidreward.world.render import RenderConfig, render_tracks, shape_masks
-from vidreward.world.splits import WorldPrompt
+from vidreward.world.splits import WorldPrompt, fresh_train_prompts
 
 log = get_logger(__name__)
 
@@ -43,8 +43,9 @@ class HeldoutGate:
 
     eval_videos: int = 48
     """held-out renders per evaluation (the first ones of the held-out split)"""
-    train_prompts: int = 6000
-    """size of the pool of train-split scenes the batches are drawn from"""
+    train_prompts: int | None = 6000
+    """size of the pool of train-split scenes the batches are drawn from; None draws fresh train-split scenes
+    every step (:func:`.splits.fresh_train_prompts`), so no render is seen twice"""
     min_fg_psnr: float = 25.0
     """gate: held-out foreground PSNR (dB) required before the DiT stage"""
     min_oracle_confirm: float = 0.9
@@ -232,6 +233,16 @@ def gate_passed(metrics: dict, cfg: HeldoutGate) -> bool:
     return metrics["fg_psnr"] >= cfg.min_fg_psnr and metrics["oracle_confirm"] >= cfg.min_oracle_confirm
 
 
+def draw_train_batch(train: list[WorldPrompt] | None, rng: np.random.Generator, count: int,
+                     num_frames: int) -> tuple[list[WorldPrompt], np.ndarray | None]:
+    """A step's ``count`` training prompts and their indices in the pool ``train`` (drawn without replacement), or,
+    with ``train=None`` (``train_prompts: None``), fresh train-split scenes from ``rng`` and no indices."""
+    if train is None:
+        return fresh_train_prompts(rng, count, num_frames), None
+    picks = rng.choice(len(train), count, replace=False)
+    return [train[i] for i in picks], picks
+
+
 def heldout_evaluator(stage: str, vae, heldout: list[WorldPrompt], cfg, render_cfg: RenderConfig,
                       history: list[dict]):
     """``evaluate(step) -> stop``: held-out metrics appended to ``history`` and logged; stop once the gate passes
@@ -246,7 +257,7 @@ def heldout_evaluator(stage: str, vae, heldout: list[WorldPrompt], cfg, render_c
     return evaluate
 
 
-def train_vae(cfg: VaeStageConfig, render_cfg: RenderConfig, stage_dir, train: list[WorldPrompt],
+def train_vae(cfg: VaeStageConfig, render_cfg: RenderConfig, stage_dir, train: list[WorldPrompt] | None,
               heldout: list[WorldPrompt], seed: int):
     """Build (or resume) the VAE stage in ``stage_dir``; returns ``(vae, record)`` with held-out metrics.
 
@@ -269,7 +280,7 @@ def train_vae(cfg: VaeStageConfig, render_cfg: RenderConfig, stage_dir, train: l
 
     def loss_fn(step: int):
         rng = np.random.default_rng([seed, step])
-        batch = [train[i] for i in rng.choice(len(train), cfg.batch_size, replace=False)]
+        batch, _ = draw_train_batch(train, rng, cfg.batch_size, render_cfg.num_frames)
         video, mask = render_with_masks(batch, render_cfg)
         video, mask = _train_crop(video, mask, cfg, rng, vae.config.scale_factor_spatial, step)
         recon = decode_unclamped(vae, encode_mean(vae, video))

@@ -44,6 +44,7 @@ from vidreward.world.build_vae import (
     HeldoutGate,
     decode_unclamped,
     dilate,
+    draw_train_batch,
     encode_mean,
     evaluate_vae,
     gate_passed,
@@ -197,7 +198,7 @@ def heldout_metrics(vae, cfg: DecoderStageConfig, render_cfg: RenderConfig, held
 
 
 def train_vae_decoder(cfg: DecoderStageConfig, render_cfg: RenderConfig, vae_dir: str | Path, stage_dir: str | Path,
-                      train: list[WorldPrompt], heldout: list[WorldPrompt], seed: int):
+                      train: list[WorldPrompt] | None, heldout: list[WorldPrompt], seed: int):
     """Fine-tune (or resume) the decoder of the VAE in ``vae_dir``; returns ``(vae, record)``.
 
     ``record`` has ``before`` / ``after`` held-out metrics, ``gate_passed``, ``improved_all``, steps, seconds.
@@ -229,13 +230,17 @@ def train_vae_decoder(cfg: DecoderStageConfig, render_cfg: RenderConfig, vae_dir
 
     def loss_fn(step: int):
         rng = np.random.default_rng([seed, step])
-        picks = rng.choice(len(train), cfg.batch_size, replace=False)
-        video, mask = render_with_masks([train[i] for i in picks], render_cfg)  # [B, 3, F, H, W], [B, 1, F, H, W]
+        batch, picks = draw_train_batch(train, rng, cfg.batch_size, render_cfg.num_frames)
+        video, mask = render_with_masks(batch, render_cfg)  # [B, 3, F, H, W], [B, 1, F, H, W]
         if cfg.crop_latent:
-            z = noisy_latent(vae, torch.stack([cache.get(int(i), v) for i, v in zip(picks, video)]),
-                             cfg.latent_noise_max, rng)  # [B, z, F', H', W']
+            if picks is None:  # fresh scenes: nothing to cache
+                with torch.no_grad():
+                    z = encode_mean(vae, video)  # [B, z, F', H', W']
+            else:
+                z = torch.stack([cache.get(int(i), v) for i, v in zip(picks, video)])
+            z = noisy_latent(vae, z, cfg.latent_noise_max, rng)
             boxes = [crop_box(rng, z.shape[-2:], cfg.crop_latent, cfg.crop_margin, vae.config.scale_factor_spatial)
-                     for _ in picks]
+                     for _ in batch]
             masks = torch.cat([mask, dilate(mask, cfg.ring_px)], dim=1)  # [B, 2, F, H, W]: objects, objects + ring
             parts = decode_crops(lambda zz: decode_unclamped(vae, zz), z, video, masks, boxes)
             loss = sum(reconstruction_loss(r, v, m[:, 1:], cfg.fg_weight, cfg.l2_weight, cfg.edge_weight,
@@ -276,7 +281,7 @@ def improved_all(before: dict, after: dict) -> bool:
 
 
 def run_decoder_stage(cfg: DecoderStageConfig, render_cfg: RenderConfig, generator_dir: str | Path,
-                      work_dir: str | Path, train: list[WorldPrompt], heldout: list[WorldPrompt], seed: int) -> dict:
+                      work_dir: str | Path, train: list[WorldPrompt] | None, heldout: list[WorldPrompt], seed: int) -> dict:
     """Train, then export into ``generator_dir`` when the gate passes or every metric improved; returns the section.
 
     The section (also written to ``<generator_dir>/build_report.json`` when exported) has ``status``

@@ -41,6 +41,7 @@ from vidreward.world.build_vae import (
     _train_crop,
     decode_unclamped,
     dilate,
+    draw_train_batch,
     encode_mean,
     evaluate_vae,
     gate_passed,
@@ -63,6 +64,9 @@ class JointStageConfig(HeldoutGate):
     """VAE directory to start from (None: the generator's ``vae/`` in the build's ``out_dir``)"""
     z_dim: int | None = 32
     """latent channels after the stage (None or the start's ``z_dim``: keep them; more: grow them at the start)"""
+    decoder_base_dim: int | None = None
+    """widen the start's decoder to this width first (:func:`.build_vae_decoder.load_decoder_trainable_vae`, exact,
+    copies split randomly); None keeps the start's decoder width"""
     init_std: float = 0.02
     """std of the new latent channels' random encoder rows"""
     batch_size: int = 8
@@ -90,9 +94,8 @@ class JointStageConfig(HeldoutGate):
 
 
 def start_vae(cfg: JointStageConfig, default_dir: Path, stage_dir: Path, seed: int):
-    """The stage's starting VAE: the copied start directory, grown to ``cfg.z_dim`` latent channels."""
-    from diffusers import AutoencoderKLWan
-
+    """The stage's starting VAE: the copied start directory, its decoder widened to ``cfg.decoder_base_dim`` and its
+    latent grown to ``cfg.z_dim`` channels."""
     from vidreward.world.latent_expand import expand_latents
 
     copy = stage_dir / "start_vae"
@@ -108,7 +111,9 @@ def start_vae(cfg: JointStageConfig, default_dir: Path, stage_dir: Path, seed: i
         if report.is_file():
             shutil.copy(report, tmp / "start_build_report.json")
         tmp.rename(copy)
-    vae = AutoencoderKLWan.from_pretrained(str(copy))
+    from vidreward.world.build_vae_decoder import load_decoder_trainable_vae
+
+    vae = load_decoder_trainable_vae(copy, cfg.decoder_base_dim, seed=seed, random_split=True)
     generator = torch.Generator().manual_seed(seed)
     return expand_latents(vae, cfg.z_dim or vae.config.z_dim, cfg.init_std, generator), copy
 
@@ -121,7 +126,7 @@ def start_report(start_copy: Path) -> dict:
 
 
 def train_vae_joint(cfg: JointStageConfig, render_cfg: RenderConfig, default_start: str | Path,
-                    stage_dir: str | Path, train: list[WorldPrompt], heldout: list[WorldPrompt], seed: int):
+                    stage_dir: str | Path, train: list[WorldPrompt] | None, heldout: list[WorldPrompt], seed: int):
     """Fine-tune (or resume) the whole VAE; returns ``(vae, record)`` with ``before`` / ``after`` held-out metrics,
     ``gate_passed``, steps and seconds. A stage that passed its gate (``done.json``) is loaded, not retrained; one that
     finished below it resumes, so a rerun with a larger budget trains on."""
@@ -157,7 +162,7 @@ def train_vae_joint(cfg: JointStageConfig, render_cfg: RenderConfig, default_sta
 
     def loss_fn(step: int):
         rng = np.random.default_rng([seed, step])
-        batch = [train[i] for i in rng.choice(len(train), cfg.batch_size, replace=False)]
+        batch, _ = draw_train_batch(train, rng, cfg.batch_size, render_cfg.num_frames)
         video, mask = render_with_masks(batch, render_cfg)  # [B, 3, F, H, W], [B, 1, F, H, W]
         video, mask = _train_crop(video, mask, crop_cfg, rng, vae.config.scale_factor_spatial, step)
         recon = decode_unclamped(vae, encode_mean(vae, video))  # [B, 3, F, h, w], unclamped

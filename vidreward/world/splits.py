@@ -48,3 +48,20 @@ def world_prompts(split: str, count: int, num_frames: int = 9, start_seed: int =
             out.append(WorldPrompt(seed=seed, caption=make_caption(spec, style=seed), spec=spec))
         seed += 1
     return out
+
+
+#: fresh train scenes are drawn from seeds in [FRESH_SEED_START, 2**31), away from the listed pools' low seeds
+FRESH_SEED_START: int = 100_000_000
+
+
+def fresh_train_prompts(rng, count: int, num_frames: int = 9) -> list[WorldPrompt]:
+    """``count`` train-split prompts of scene seeds drawn from ``rng`` (a ``numpy.random.Generator``), held-out
+    seeds rejected: an unbounded train stream (a fixed pool of a few thousand renders lets a tiny VAE memorise
+    it) that is still a pure function of the generator's state, so a resumed build draws the same scenes."""
+    out: list[WorldPrompt] = []
+    while len(out) < count:
+        seed = int(rng.integers(FRESH_SEED_START, 2**31))
+        spec = sample_scene(seed, num_frames=num_frames)
+        if split_of(spec) == "train":
+            out.append(WorldPrompt(seed=seed, caption=make_caption(spec, style=seed), spec=spec))
+    return out
