@@ -10,7 +10,8 @@ text, DiT and export stages of the build.
 
 Start: ``<start_dir>`` (default: the generator's ``vae/``) is copied into ``<work_dir>/vae_joint/start_vae`` on the
 first run, so a resumed or repeated run starts from the same weights even after the export replaced the
-generator's VAE. With ``z_dim`` above the start's, the latent is grown function-preservingly
+generator's VAE. With ``decoder_base_dim`` the start's decoder is first widened exactly (:mod:`.widen`, copies split
+randomly); with ``z_dim`` above the start's, the latent is grown function-preservingly
 (:func:`.latent_expand.expand_latents`, noise from ``torch.Generator().manual_seed(seed)``).
 
 Loss (:func:`.build_vae.reconstruction_loss`, never duplicated): foreground-weighted squared error of the decoder's
@@ -18,9 +19,10 @@ Loss (:func:`.build_vae.reconstruction_loss`, never duplicated): foreground-weig
 
     L = sum_p w_p (x_p - x^_p)^2 / sum_p w_p
 
-Data: step s draws ``batch_size`` train-split scenes with ``numpy.random.default_rng([seed, s])``, renders whole
-9-frame videos and takes one ``train_crop`` x ``train_crop`` window aligned to the latent grid
-(:func:`.build_vae._train_crop`), so a killed run resumes identically. Held-out renders are only evaluated
+Data: step s draws ``batch_size`` train-split scenes with ``numpy.random.default_rng([seed, s])``, from the pool
+of ``train_prompts`` scenes or, with ``train_prompts=None``, fresh ones every step; it renders whole 9-frame videos
+and takes one ``train_crop`` x ``train_crop`` window aligned to the latent grid (:func:`.build_vae._train_crop`),
+so a killed run resumes identically. Held-out renders are only evaluated
 (:func:`.build_vae.evaluate_vae`); the gate is the VAE stage's (``min_fg_psnr``, ``min_oracle_confirm``).
 """
 
