@@ -96,12 +96,18 @@ def test_scored_region_of_a_crop_decodes_like_the_whole_frame():
     assert _psnr(untrimmed, full[1:, ..., 12:52, 16:56]) < _psnr(parts[1][0], full[1:, ..., 16:48, 20:52]) - 3
 
 
-def test_decoder_stage_on_crops_lowers_loss_and_resumes_identically(tmp_path, kill_train_stage_at):
+def _saved_tiny_vae(tmp_path):
+    """A seeded 4-channel tiny VAE (latent statistics 0 / 1) saved as ``<tmp_path>/gen/vae``; returns that path."""
     torch.manual_seed(0)
     vae = make_vae(VaeStageConfig(base_dim=16, z_dim=4))
     vae.register_to_config(latents_mean=[0.0] * 4, latents_std=[1.0] * 4)
     vae_dir = tmp_path / "gen" / "vae"
     vae.save_pretrained(str(vae_dir), safe_serialization=True)
+    return vae_dir
+
+
+def test_decoder_stage_on_crops_lowers_loss_and_resumes_identically(tmp_path, kill_train_stage_at):
+    vae_dir = _saved_tiny_vae(tmp_path)
     cfg = DecoderStageConfig(batch_size=2, lr=3e-3, warmup_steps=1, max_steps=12, minutes=5.0, eval_every=0,
                              checkpoint_every=6, eval_videos=2, latent_noise_max=0.0, crop_latent=6)
     train = world_prompts("train", 16, num_frames=RENDER.num_frames)
@@ -124,11 +130,7 @@ def test_decoder_stage_on_crops_lowers_loss_and_resumes_identically(tmp_path, ki
 
 
 def test_decoder_stage_on_fresh_scenes_resumes_identically(tmp_path, kill_train_stage_at):
-    torch.manual_seed(0)
-    vae = make_vae(VaeStageConfig(base_dim=16, z_dim=4))
-    vae.register_to_config(latents_mean=[0.0] * 4, latents_std=[1.0] * 4)
-    vae_dir = tmp_path / "gen" / "vae"
-    vae.save_pretrained(str(vae_dir), safe_serialization=True)
+    vae_dir = _saved_tiny_vae(tmp_path)
     cfg = DecoderStageConfig(batch_size=2, lr=3e-3, warmup_steps=1, max_steps=6, minutes=5.0, eval_every=0,
                              checkpoint_every=3, eval_videos=2, latent_noise_max=0.02, crop_latent=6,
                              train_prompts=None)
