@@ -98,6 +98,7 @@ class JointStageConfig(HeldoutGate):
 def start_vae(cfg: JointStageConfig, default_dir: Path, stage_dir: Path, seed: int):
     """The stage's starting VAE: the copied start directory, its decoder widened to ``cfg.decoder_base_dim`` and its
     latent grown to ``cfg.z_dim`` channels."""
+    from vidreward.world.build_vae_decoder import load_decoder_trainable_vae
     from vidreward.world.latent_expand import expand_latents
 
     copy = stage_dir / "start_vae"
@@ -113,8 +114,6 @@ def start_vae(cfg: JointStageConfig, default_dir: Path, stage_dir: Path, seed: i
         if report.is_file():
             shutil.copy(report, tmp / "start_build_report.json")
         tmp.rename(copy)
-    from vidreward.world.build_vae_decoder import load_decoder_trainable_vae
-
     vae = load_decoder_trainable_vae(copy, cfg.decoder_base_dim, seed=seed, random_split=True)
     generator = torch.Generator().manual_seed(seed)
     return expand_latents(vae, cfg.z_dim or vae.config.z_dim, cfg.init_std, generator), copy

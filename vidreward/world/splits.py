@@ -43,11 +43,17 @@ def world_prompts(split: str, count: int, num_frames: int = 9, start_seed: int =
     out: list[WorldPrompt] = []
     seed = start_seed
     while len(out) < count:
-        spec = sample_scene(seed, num_frames=num_frames)
-        if split_of(spec) == split:
-            out.append(WorldPrompt(seed=seed, caption=make_caption(spec, style=seed), spec=spec))
+        prompt = _prompt_of(seed, num_frames)
+        if split_of(prompt.spec) == split:
+            out.append(prompt)
         seed += 1
     return out
+
+
+def _prompt_of(seed: int, num_frames: int) -> WorldPrompt:
+    """The prompt of scene ``seed`` (caption style = seed)."""
+    spec = sample_scene(seed, num_frames=num_frames)
+    return WorldPrompt(seed=seed, caption=make_caption(spec, style=seed), spec=spec)
 
 
 #: fresh train scenes are drawn from seeds in [FRESH_SEED_START, 2**31), away from the listed pools' low seeds
@@ -60,8 +66,7 @@ def fresh_train_prompts(rng, count: int, num_frames: int = 9) -> list[WorldPromp
     it) that is still a pure function of the generator's state, so a resumed build draws the same scenes."""
     out: list[WorldPrompt] = []
     while len(out) < count:
-        seed = int(rng.integers(FRESH_SEED_START, 2**31))
-        spec = sample_scene(seed, num_frames=num_frames)
-        if split_of(spec) == "train":
-            out.append(WorldPrompt(seed=seed, caption=make_caption(spec, style=seed), spec=spec))
+        prompt = _prompt_of(int(rng.integers(FRESH_SEED_START, 2**31)), num_frames)
+        if split_of(prompt.spec) == "train":
+            out.append(prompt)
     return out
