@@ -54,15 +54,7 @@ from vidreward.world.critic_align import (
     align_sample,
     concept_token_ids,
 )
-from vidreward.world.critic_batch import (
-    check_same_path,
-    decisions,
-    encode_batch,
-    evaluate,
-    forward_logits,
-    video_features,
-    weighted_nll,
-)
+from vidreward.world.critic_batch import check_same_path, evaluate, grouped_loss
 from vidreward.world.critic_build_config import CriticBuildConfig
 from vidreward.world.critic_curriculum import (
     N_FRAMES_CHOICES,
@@ -185,20 +177,16 @@ def run_build(cfg: CriticBuildConfig) -> dict:
     optimizer = make_optimizer(ex["stage"], opt_state) if ex["stage"] != "done" else None  # a finished build
 
     def text_step(examples, nf):
-        batch = encode_batch(critic, examples, nf, decision_weight=cfg.decision_weight)
         tune_vision = tunes_vision()
         model.model.visual.requires_grad_(tune_vision)
-        with torch.set_grad_enabled(tune_vision):
-            feats = video_features(model, batch)
-        logits = forward_logits(model, batch, feats)
-        loss = weighted_nll(logits, batch)
+        loss, preds = grouped_loss(critic, examples, nf, cfg.decision_weight, tune_vision)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(text_params + (vision_params if tune_vision else []), 1.0)
         optimizer.step()
         state.step += 1
         ex["stage_step"] += 1
-        return loss.item(), decisions(logits.detach(), batch)
+        return loss.item(), preds
 
     # ---- stage (ii): captioning alignment ---------------------------------------------------------------------
     if ex["stage"] == "caption":

@@ -10,6 +10,11 @@ that this path and ``VLMCritic.answer_logprobs`` give the same log-probs, so tra
 
 Loss (teacher forcing, Eq. 3 of Diffusion-DRF, weighted): L = sum_t w_t * (-log p(y_t | c, y_<t)) / sum_t w_t, with
 w_t = ``decision_weight`` at Yes/No decision tokens and 1 at the other answer tokens.
+
+Speed (``benchmarks/critic_step.py``): the language-model head runs only at the answer targets (:func:`answer_logits`,
+``[N, V]`` rather than ``[B, L, V]``), and :func:`grouped_loss` encodes a batch as sub-batches of one dimension each
+(a Phy or VQ prompt is 3-4x longer than a TA or Vanilla one), summing the numerator and the denominator of L over
+the sub-batches, so the loss and its gradient are those of the whole batch.
 """
 
 from __future__ import annotations
@@ -42,6 +47,16 @@ class Batch:
     eval_pos: list[int | None]  # per example: logits position of the scored decision (None for captions)
     yes_id: int
     no_id: int
+
+    @property
+    def answer_positions(self) -> torch.Tensor:
+        """(row, position) of every target, row-major: ``[N, 2]`` (the rows of :func:`answer_logits`)."""
+        return (self.labels >= 0).nonzero()
+
+    def eval_rows(self) -> list[int | None]:
+        """Per example, the row of :func:`answer_logits` holding its scored decision (None for captions)."""
+        index = {(b, p): n for n, (b, p) in enumerate(self.answer_positions.tolist())}
+        return [None if pos is None else index[(b, pos)] for b, pos in enumerate(self.eval_pos)]
 
 
 def _frames(video: torch.Tensor | None, n_frames: int) -> torch.Tensor | None:
@@ -100,8 +115,10 @@ def video_features(model, batch: Batch) -> BaseModelOutputWithPooling:
     return model.model.get_video_features(batch.pixel_values_videos, batch.video_grid_thw, return_dict=True)
 
 
-def forward_logits(model, batch: Batch, features: BaseModelOutputWithPooling | None = None) -> torch.Tensor:
-    """Logits ``[B, L, V]``; ``features`` (precomputed video features) replace the pixel path when given."""
+def answer_logits(model, batch: Batch, features: BaseModelOutputWithPooling | None = None) -> torch.Tensor:
+    """Logits at the answer targets only, ``[N, V]`` (rows: :attr:`Batch.answer_positions`); ``features``
+    (precomputed video features) replace the pixel path when given. Equal to the full ``[B, L, V]`` logits at those
+    positions: the head is applied per position."""
     kwargs = dict(input_ids=batch.input_ids, attention_mask=batch.attention_mask,
                   mm_token_type_ids=batch.mm_token_type_ids, video_grid_thw=batch.video_grid_thw,
                   second_per_grid_ts=batch.second_per_grid_ts, use_cache=False)
@@ -109,37 +126,73 @@ def forward_logits(model, batch: Batch, features: BaseModelOutputWithPooling | N
         kwargs["pixel_values_videos"] = batch.pixel_values_videos
     else:
         kwargs["mm_encoder_outputs"] = {"video": features}
-    return model(**kwargs).logits.float()
+    hidden = model.model(**kwargs).last_hidden_state  # [B, L, D]
+    rows, cols = batch.answer_positions.unbind(1)
+    return model.lm_head(hidden[rows, cols]).float()  # [N, V]
+
+
+def weighted_nll_terms(logits: torch.Tensor, batch: Batch) -> tuple[torch.Tensor, torch.Tensor]:
+    """(sum_t w_t * NLL_t, sum_t w_t) over the batch's answer targets; ``logits`` from :func:`answer_logits`."""
+    mask = batch.labels >= 0
+    nll = torch.nn.functional.cross_entropy(logits, batch.labels[mask], reduction="none")  # [N]
+    weights = batch.weights[mask]
+    return (nll * weights).sum(), weights.sum()
 
 
 def weighted_nll(logits: torch.Tensor, batch: Batch) -> torch.Tensor:
     """sum_t w_t * NLL_t / sum_t w_t over the answer targets (see module docstring)."""
-    nll = torch.nn.functional.cross_entropy(logits.transpose(1, 2), batch.labels.clamp_min(0), reduction="none")
-    return (nll * batch.weights).sum() / batch.weights.sum().clamp_min(1e-8)
+    total, weight = weighted_nll_terms(logits, batch)
+    return total / weight.clamp_min(1e-8)
 
 
 def decisions(logits: torch.Tensor, batch: Batch) -> list[str | None]:
     """Predicted decision ("Yes" if logit(Yes) > logit(No)) at each example's scored position."""
-    out = []
-    for b, pos in enumerate(batch.eval_pos):
-        if pos is None:
-            out.append(None)
-        else:
-            out.append("Yes" if logits[b, pos, batch.yes_id] > logits[b, pos, batch.no_id] else "No")
-    return out
+    return [None if n is None else ("Yes" if logits[n, batch.yes_id] > logits[n, batch.no_id] else "No")
+            for n in batch.eval_rows()]
+
+
+def length_groups(examples: list[CriticExample]) -> list[list[int]]:
+    """Indices of ``examples`` grouped by dimension (prompts of one dimension have similar lengths), in first-seen
+    order."""
+    groups: dict[str, list[int]] = {}
+    for i, ex in enumerate(examples):
+        groups.setdefault(ex.dimension, []).append(i)
+    return list(groups.values())
+
+
+def grouped_loss(critic: VLMCritic, examples: list[CriticExample], n_frames: list[int], decision_weight: float,
+                 tune_vision: bool) -> tuple[torch.Tensor, list[str | None]]:
+    """(L of the whole batch, predicted decisions per example), computed over :func:`length_groups` sub-batches:
+    L = sum_groups sum_t w_t NLL_t / sum_groups sum_t w_t. The vision tower runs under grad only if
+    ``tune_vision``."""
+    model = critic.model
+    total, weight = torch.zeros(()), torch.zeros(())
+    preds: list[str | None] = [None] * len(examples)
+    for idx in length_groups(examples):
+        batch = encode_batch(critic, [examples[i] for i in idx], [n_frames[i] for i in idx], decision_weight)
+        with torch.set_grad_enabled(tune_vision):
+            feats = video_features(model, batch)
+        logits = answer_logits(model, batch, feats)
+        part_total, part_weight = weighted_nll_terms(logits, batch)
+        total, weight = total + part_total, weight + part_weight
+        for i, p in zip(idx, decisions(logits.detach(), batch)):
+            preds[i] = p
+    return total / weight.clamp_min(1e-8), preds
 
 
 def check_same_path(critic: VLMCritic, examples: list[CriticExample], n_frames: int, tol: float = 1e-4) -> float:
     """Max |log p| difference between the batched training path and ``VLMCritic.answer_logprobs``; raises if > tol."""
     batch = encode_batch(critic, examples, [n_frames] * len(examples))
     with torch.no_grad():
-        logprobs = torch.log_softmax(forward_logits(critic.model, batch, video_features(critic.model, batch)), -1)
+        logprobs = torch.log_softmax(answer_logits(critic.model, batch, video_features(critic.model, batch)), -1)
+        targets = batch.labels[batch.labels >= 0]
+        rows = batch.answer_positions[:, 0]
         worst = 0.0
         for b, ex in enumerate(examples):
             ref = critic.answer_logprobs(_frames(ex.video, n_frames), ex.question, ex.answer,
                                          reference=_frames(ex.reference, n_frames))
-            pos = (batch.labels[b] >= 0).nonzero()[:, 0][: len(ref.answer_ids)]
-            ours = logprobs[b, pos].gather(1, batch.labels[b, pos][:, None])[:, 0]
+            mine = (rows == b).nonzero()[:, 0][: len(ref.answer_ids)]
+            ours = logprobs[mine].gather(1, targets[mine][:, None])[:, 0]
             worst = max(worst, (ours - ref.token_logprobs).abs().max().item())
     if worst > tol:
         raise RuntimeError(f"training path and VLMCritic.answer_logprobs differ by {worst:.2e} > {tol:.0e}")
@@ -160,7 +213,7 @@ def evaluate(critic: VLMCritic, examples: list[CriticExample], n_frames: int = 1
         for s in range(0, len(examples), chunk):
             part = examples[s:s + chunk]
             batch = encode_batch(critic, part, [n_frames] * len(part), videos=videos[s:s + chunk])
-            preds = decisions(forward_logits(critic.model, batch, video_features(critic.model, batch)), batch)
+            preds = decisions(answer_logits(critic.model, batch, video_features(critic.model, batch)), batch)
             for ex, p in zip(part, preds):
                 hits.setdefault(ex.dimension, []).append(int(p == ex.label))
     return {d: sum(h) / len(h) for d, h in hits.items()}

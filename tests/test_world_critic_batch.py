@@ -1,0 +1,92 @@
+"""The critic build's fast training path: answer-only logits and per-dimension sub-batches give exactly the loss,
+the gradient and the decisions of one padded batch through the model's full logits."""
+
+import random
+
+import pytest
+import torch
+
+from vidreward.world.critic_batch import (
+    answer_logits,
+    check_same_path,
+    decisions,
+    encode_batch,
+    grouped_loss,
+    length_groups,
+    video_features,
+)
+from vidreward.world.critic_curriculum import curriculum_example
+from vidreward.world.render import RenderConfig
+
+pytestmark = pytest.mark.usefixtures("one_thread")
+
+
+@pytest.fixture(scope="module")
+def mixed_examples():
+    """8 examples of the mixed phase (every dimension), at N_f 4."""
+    rcfg = RenderConfig()
+    out = []
+    for i in range(8):
+        dim_seed = 0
+        while True:  # one pair per dimension, drawn until each dimension has one
+            ex, _ = curriculum_example(random.Random(f"batch-test-{i // 2}-{dim_seed}"), i, 99, 0.5, rcfg, 0.0, 0.0)
+            if ex.label is not None and ex.dimension == ("ta", "phy", "vq", "vanilla")[i // 2]:
+                break
+            dim_seed += 1
+        out.append(ex)
+    return out
+
+
+def _full_batch_loss(critic, examples, n_frames, weight):
+    """The reference: one right-padded batch, the model's own [B, L, V] logits, L = sum w NLL / sum w."""
+    batch = encode_batch(critic, examples, n_frames, weight)
+    logits = critic.model(input_ids=batch.input_ids, attention_mask=batch.attention_mask,
+                          mm_token_type_ids=batch.mm_token_type_ids, pixel_values_videos=batch.pixel_values_videos,
+                          video_grid_thw=batch.video_grid_thw, second_per_grid_ts=batch.second_per_grid_ts,
+                          use_cache=False).logits.float()  # [B, L, V]
+    nll = torch.nn.functional.cross_entropy(logits.transpose(1, 2), batch.labels.clamp_min(0), reduction="none")
+    loss = (nll * batch.weights).sum() / batch.weights.sum()
+    preds = ["Yes" if logits[b, p, batch.yes_id] > logits[b, p, batch.no_id] else "No"
+             for b, p in enumerate(batch.eval_pos)]
+    return loss, preds, batch
+
+
+def test_length_groups_split_by_dimension(mixed_examples):
+    assert length_groups(mixed_examples) == [[0, 1], [2, 3], [4, 5], [6, 7]]
+
+
+def test_grouped_loss_equals_the_full_batch_loss_and_gradient(tiny_world_critic, mixed_examples):
+    critic, n_frames = tiny_world_critic, [4] * len(mixed_examples)
+    params = [p for p in critic.model.parameters()]
+    for p in params:
+        p.requires_grad_(True)
+    ref, ref_preds, batch = _full_batch_loss(critic, mixed_examples, n_frames, 20.0)
+    assert batch.input_ids.shape[1] > 2 * batch.attention_mask.sum(1).min()  # the TA / Vanilla rows are mostly pad
+    ref_grads = torch.autograd.grad(ref, params, allow_unused=True)
+    ours, preds = grouped_loss(critic, mixed_examples, n_frames, 20.0, tune_vision=True)
+    grads = torch.autograd.grad(ours, params, allow_unused=True)
+    assert ours.item() == pytest.approx(ref.item(), rel=1e-5)
+    assert preds == ref_preds
+    for g, r in zip(grads, ref_grads):
+        if r is None:
+            assert g is None or g.abs().max() == 0
+        else:
+            torch.testing.assert_close(g, r, atol=1e-6, rtol=1e-4)
+
+
+def test_answer_logits_are_the_full_logits_at_the_targets(tiny_world_critic, mixed_examples):
+    critic = tiny_world_critic
+    batch = encode_batch(critic, mixed_examples[:4], [4] * 4, 20.0)
+    with torch.no_grad():
+        feats = video_features(critic.model, batch)
+        sparse = answer_logits(critic.model, batch, feats)  # [N, V]
+        full = critic.model(input_ids=batch.input_ids, attention_mask=batch.attention_mask,
+                            mm_token_type_ids=batch.mm_token_type_ids, video_grid_thw=batch.video_grid_thw,
+                            second_per_grid_ts=batch.second_per_grid_ts, mm_encoder_outputs={"video": feats},
+                            use_cache=False).logits.float()
+    rows, cols = batch.answer_positions.unbind(1)
+    assert sparse.shape == (int((batch.labels >= 0).sum()), full.shape[-1])
+    torch.testing.assert_close(sparse, full[rows, cols], atol=1e-5, rtol=1e-5)
+    assert decisions(sparse, batch) == ["Yes" if full[b, p, batch.yes_id] > full[b, p, batch.no_id] else "No"
+                                        for b, p in enumerate(batch.eval_pos)]
+    assert check_same_path(critic, mixed_examples[:4], 4) < 1e-4
