@@ -143,14 +143,6 @@ def test_shipped_vae_reconstructs_a_clean_render(shipped):
     assert fg >= 25.0, f"foreground PSNR {fg:.2f} dB < 25 dB"
 
 
-@pytest.mark.xfail(strict=True, reason="issue 5 open: the shipped tiny VAE reaches 23.7 dB foreground PSNR "
-                   "pooled over the 48 held-out renders (oracle confirms 0.98), below the 25 dB target, after two "
-                   "decoder-only runs on the foreground-weighted L2 (40 + 105 min, build stage vae_decoder); 91% of "
-                   "the foreground squared error sits in the 2 px band inside object edges (20.1 dB there, 32.2 dB "
-                   "in the interior; scripts/experiments/vae_error_bands.py); session 11's joint run on fresh "
-                   "scenes (decoder 32 wide, 32 latent channels) passes at 25.13 dB; the generator rebuilt on it is "
-                   "not shipped yet (runs/s11/genJ32); shipping it flips this to XPASS "
-                   "(strict), so the marker must then be removed")
 def test_shipped_vae_meets_the_heldout_gate(shipped):
     """Issue 5's build target, as the build measures it: foreground PSNR pooled over the 48 held-out renders."""
     metrics = evaluate_vae(shipped.vae, world_prompts("heldout", 48), RenderConfig())
