@@ -62,6 +62,11 @@ class CriticArch:
     """text key/value heads (grouped-query attention)"""
     frame_pixels: int = 84 * 84
     """processor pixel budget per frame (min = max): 64x64 world frames become 84x84"""
+    temporal_patch_size: int = 2
+    """frames per temporal patch (Qwen2.5-VL's 2). The vision tower attends within one temporal patch only (its
+    ``cu_seqlens`` split per temporal index), so with 2 it never compares frames more than one apart: motion,
+    jumps and shape changes over the clip are left to the language model. A larger value lets the tower see them;
+    the processor pads N_f up to a multiple of it by repeating the last frame"""
     vocab_size: int = 1024
     """upper bound on the BPE vocabulary (bytes + merges); the world text needs fewer"""
 
@@ -117,14 +122,17 @@ def build_critic_model(tokenizer, arch: CriticArch, seed: int):
         "depth": arch.vision_depth, "hidden_size": arch.vision_hidden, "intermediate_size": 2 * arch.vision_hidden,
         "num_heads": arch.vision_heads, "out_hidden_size": arch.text_hidden, "window_size": 112,
         "fullatt_block_indexes": list(range(arch.vision_depth)), "tokens_per_second": 2,
+        "temporal_patch_size": arch.temporal_patch_size,
     }
     config = tf.Qwen2_5_VLConfig(text_config=text, vision_config=vision, tie_word_embeddings=True, **ids)
     torch.manual_seed(seed)
     model = tf.Qwen2_5_VLForConditionalGeneration(config)
     size = {"shortest_edge": arch.frame_pixels, "longest_edge": arch.frame_pixels}
     processor = tf.Qwen2_5_VLProcessor(
-        image_processor=tf.Qwen2VLImageProcessor(size=size), tokenizer=tokenizer,
-        video_processor=tf.Qwen2VLVideoProcessor(size=size), chat_template=QWEN_VL_TEXT_FIRST_CHAT_TEMPLATE)
+        image_processor=tf.Qwen2VLImageProcessor(size=size, temporal_patch_size=arch.temporal_patch_size),
+        tokenizer=tokenizer,
+        video_processor=tf.Qwen2VLVideoProcessor(size=size, temporal_patch_size=arch.temporal_patch_size),
+        chat_template=QWEN_VL_TEXT_FIRST_CHAT_TEMPLATE)
     return model, processor
 
 
