@@ -15,7 +15,8 @@ from vidreward.world.critic_batch import (
     length_groups,
     video_features,
 )
-from vidreward.world.critic_curriculum import curriculum_example
+from vidreward.world.critic_curriculum import train_scene
+from vidreward.world.critic_data import DIMENSIONS, make_example
 from vidreward.world.render import RenderConfig
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -23,17 +24,12 @@ pytestmark = pytest.mark.usefixtures("one_thread")
 
 @pytest.fixture(scope="module")
 def mixed_examples():
-    """8 examples of the mixed phase (every dimension), at N_f 4."""
+    """A Yes/No pair of each dimension (TA, Phy, VQ, Vanilla) on train scenes, in that order."""
     rcfg = RenderConfig()
     out = []
-    for i in range(8):
-        dim_seed = 0
-        while True:  # one pair per dimension, drawn until each dimension has one
-            ex, _ = curriculum_example(random.Random(f"batch-test-{i // 2}-{dim_seed}"), i, 99, 0.5, rcfg, 0.0, 0.0)
-            if ex.label is not None and ex.dimension == ("ta", "phy", "vq", "vanilla")[i // 2]:
-                break
-            dim_seed += 1
-        out.append(ex)
+    for k, dim in enumerate(DIMENSIONS):
+        seed, spec = train_scene(random.Random(f"batch-test-{k}"), rcfg.num_frames)
+        out += [make_example(spec, dim, label, seed, rcfg, 4) for label in ("Yes", "No")]
     return out
 
 

@@ -23,7 +23,13 @@ from vidreward.world.corrupt import CORRUPTIONS, corrupt
 from vidreward.world.motion import bounce_y, scene_has_overlap
 from vidreward.world.render import RenderConfig, render
 from vidreward.world.scene import SIZES, ObjectSpec, SceneSpec, sample_scene
-from vidreward.world.splits import FRESH_SEED_START, fresh_train_prompts, split_of, world_prompts
+from vidreward.world.splits import (
+    FRESH_SEED_START,
+    first_scene_of_split,
+    fresh_train_prompts,
+    split_of,
+    world_prompts,
+)
 
 
 def test_sampling_is_deterministic_and_scenes_are_valid():
@@ -112,6 +118,14 @@ def test_splits_are_deterministic_and_disjoint():
     assert all(split_of(p.spec) == "heldout" for p in heldout)
     share = np.mean([split_of(sample_scene(s)) == "heldout" for s in range(1000)])
     assert 0.06 < share < 0.14
+
+
+def test_first_scene_of_split_is_the_split_s_next_listed_prompt():
+    heldout = world_prompts("heldout", 3)
+    assert first_scene_of_split(0, "heldout") == (heldout[0].seed, heldout[0].spec)
+    assert first_scene_of_split(heldout[0].seed + 1, "heldout") == (heldout[1].seed, heldout[1].spec)
+    seed, spec = first_scene_of_split(heldout[1].seed, "train", num_frames=5)
+    assert seed > heldout[1].seed and split_of(spec) == "train" and spec == sample_scene(seed, num_frames=5)
 
 
 def test_fresh_train_prompts_are_train_scenes_of_the_generator_s_draws():

@@ -83,8 +83,8 @@ from vidreward.world.critic_model import (
     train_tokenizer,
 )
 from vidreward.world.render import RenderConfig
-from vidreward.world.scene import MOTIONS, OBJECT_COLORS, SHAPES, sample_scene
-from vidreward.world.splits import split_of
+from vidreward.world.scene import MOTIONS, OBJECT_COLORS, SHAPES
+from vidreward.world.splits import first_scene_of_split
 
 #: start-cell concepts of ``--where`` -> their words (row / column index 1 is the centre of either axis)
 WHERE_WORDS: dict[str, tuple[str, ...]] = {"top": ("top", "upper"), "bottom": ("bottom", "lower"), "left": ("left",),
@@ -167,10 +167,7 @@ def short_ta_held_out(rcfg: RenderConfig, count: int = 96) -> list[cd.CriticExam
     """Balanced short TA questions on held-out scenes, the facets in turn."""
     out, seed = [], cd.HELD_OUT_SEED0
     for i in range(count):
-        spec = sample_scene(seed)
-        while split_of(spec) != "heldout":
-            seed += 1
-            spec = sample_scene(seed)
+        seed, spec = first_scene_of_split(seed, "heldout")
         out.append(cd.make_example(spec, "ta", ("Yes", "No")[i % 2], seed, rcfg, 10,
                                    facet=cd.TA_FACETS[(i // 2) % len(cd.TA_FACETS)], short=True))
         seed += 1

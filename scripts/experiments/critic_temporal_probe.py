@@ -64,8 +64,8 @@ from vidreward.world.critic_curriculum import train_scene
 from vidreward.world.critic_data import make_video
 from vidreward.world.critic_model import CriticArch, build_critic_model
 from vidreward.world.render import RenderConfig
-from vidreward.world.scene import MOTIONS, SHAPES, sample_scene
-from vidreward.world.splits import split_of
+from vidreward.world.scene import MOTIONS, SHAPES
+from vidreward.world.splits import first_scene_of_split
 
 SOURCES = ("clean", "deformation", "teleport", "interpenetration", "noise", "blur", "flicker")
 TASKS = {"physics": ("clean", "deformation", "teleport", "interpenetration"),
@@ -77,11 +77,7 @@ def sample(rng: random.Random, rcfg: RenderConfig, split: str) -> tuple[torch.Te
     if split == "train":
         seed, spec = train_scene(rng, rcfg.num_frames)
     else:
-        seed = rng.randrange(40_000_000, 80_000_000)
-        spec = sample_scene(seed, rcfg.num_frames)
-        while split_of(spec) != "heldout":
-            seed += 1
-            spec = sample_scene(seed, rcfg.num_frames)
+        seed, spec = first_scene_of_split(rng.randrange(40_000_000, 80_000_000), "heldout", rcfg.num_frames)
     source = rng.choice(SOURCES if len(spec.objects) > 1 else tuple(s for s in SOURCES if s != "interpenetration"))
     video = make_video(spec, source, seed, rcfg)  # [F, 3, H, W]
     one = len(spec.objects) == 1
@@ -155,8 +151,6 @@ def main() -> None:
     head = Head(model.config.vision_config.out_hidden_size, per_video)
     model.model.visual.requires_grad_(not args.freeze_tower)
     params = ([] if args.freeze_tower else list(model.model.visual.parameters())) + list(head.parameters())
-    for p in params:
-        p.requires_grad_(True)
     opt = torch.optim.AdamW(params, lr=args.lr, weight_decay=0.0)
     rcfg = RenderConfig()
     held_rng = random.Random(f"probe-heldout-{args.seed}")

@@ -54,9 +54,8 @@ from vidreward.world.scene import (
     OBJECT_COLORS,
     SHAPES,
     SIZES,
-    sample_scene,
 )
-from vidreward.world.splits import split_of
+from vidreward.world.splits import first_scene_of_split
 
 #: concept -> words whose single-token spellings carry it (quality defects as the VQ answers name them)
 CONCEPT_WORDS: dict[str, tuple[str, ...]] = {
@@ -94,10 +93,7 @@ def align_sample(seed: int, cfg: RenderConfig, n_frames: int, split: str = "trai
     concepts are :func:`critic_concepts.token_concepts` of what the video draws, occluding (object tokens carry only
     the object's words and the defects; ``visible_defects``: a defect only on the tokens that show it)."""
     rng = random.Random(f"critic-align-{seed}")
-    spec = sample_scene(seed, cfg.num_frames)
-    while split_of(spec) != split:
-        seed += 1
-        spec = sample_scene(seed, cfg.num_frames)
+    seed, spec = first_scene_of_split(seed, split, cfg.num_frames)
     source = rng.choice(("clean", "clean", "clean") + QUALITY_SOURCES)
     video = make_video(spec, source, seed, cfg)
     scene, tracks = video_scene(spec, source, seed, cfg)

@@ -33,7 +33,7 @@ from vidreward.world.captions import facet_dict, make_caption
 from vidreward.world.corrupt import corrupt
 from vidreward.world.render import RenderConfig, render
 from vidreward.world.scene import BACKGROUND_COLORS, LIGHTING, MAX_JITTER, SceneSpec, sample_scene
-from vidreward.world.splits import split_of
+from vidreward.world.splits import first_scene_of_split
 
 #: TA facets the world states (the other two are always "Not explicitly stated.")
 TA_FACETS: tuple[str, ...] = tuple(k for k in FACET_KEYS if k not in ("Letter/Text Presence", "Camera Motion"))
@@ -269,10 +269,7 @@ def held_out_examples(count_per_dimension: int, cfg: RenderConfig | None = None,
     out, seed = [], seed0
     for dim in dimensions:
         for i in range(count_per_dimension):
-            spec = sample_scene(seed, cfg.num_frames)
-            while split_of(spec) != "heldout":
-                seed += 1
-                spec = sample_scene(seed, cfg.num_frames)
+            seed, spec = first_scene_of_split(seed, "heldout", cfg.num_frames)
             out.append(make_example(spec, dim, ("Yes", "No")[i % 2], seed, cfg, n_frames, facet=facet))
             seed += 1
     return out

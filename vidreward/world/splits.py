@@ -36,6 +36,15 @@ def split_of(spec: SceneSpec) -> str:
     return "heldout" if int.from_bytes(digest[:4], "big") % 1000 < HELDOUT_PERMILLE else "train"
 
 
+def first_scene_of_split(seed: int, split: str, num_frames: int = 9) -> tuple[int, SceneSpec]:
+    """(seed, scene) of the first scene of ``split`` among seeds ``seed, seed + 1, ...``."""
+    spec = sample_scene(seed, num_frames=num_frames)
+    while split_of(spec) != split:
+        seed += 1
+        spec = sample_scene(seed, num_frames=num_frames)
+    return seed, spec
+
+
 def world_prompts(split: str, count: int, num_frames: int = 9, start_seed: int = 0) -> list[WorldPrompt]:
     """The first ``count`` prompts of ``split`` among scene seeds ``start_seed, start_seed + 1, ...``."""
     if split not in SPLITS:
