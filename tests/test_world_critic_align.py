@@ -7,7 +7,7 @@ import torch
 
 from vidreward.video_io import subsample_frames
 from vidreward.world.critic_align import WordAlignment, align_loss, align_sample, concept_token_ids
-from vidreward.world.critic_concepts import UNSEEN_DEFECT, token_concepts
+from vidreward.world.critic_concepts import MOTION_PREFIX, UNSEEN_DEFECT, token_concepts
 from vidreward.world.motion import scene_tracks
 from vidreward.world.render import RenderConfig, render
 from vidreward.world.scene import ObjectSpec, SceneSpec
@@ -35,7 +35,8 @@ def test_align_targets_occlude_scene_words_on_object_tokens():
 
 def test_align_sample_targets_describe_its_video():
     for seed in range(6):
-        video, concepts = align_sample(seed, CFG, 6)
+        video, concepts, source, n_frames = align_sample(seed, CFG, 6)
+        assert n_frames == 6 and source in ("clean", "noise", "blur", "flicker")
         assert video.shape == (CFG.num_frames, 3, CFG.height, CFG.width) and len(concepts) == 3 * 9
         scene_only = [c for c in concepts if not c & {"circle", "square", "triangle"}]
         assert scene_only and all(len(c & {"bright", "dim"}) == 1 for c in scene_only)
@@ -115,3 +116,12 @@ def test_unseen_defect_tokens_leave_the_quality_words_unscored():
     concepts = [{"blur", "red"}, {UNSEEN_DEFECT, "red"}, {"red"}]
     assert align.targets(concepts).tolist() == [[0, 1, 1, 0, 1], [0, 0, 0, 0, 1], [0, 0, 0, 0, 1]]
     assert align.scored(concepts).tolist() == [[1, 1, 1, 1, 1], [0, 0, 0, 0, 1], [1, 1, 1, 1, 1]]
+
+
+def test_physics_align_samples_draw_physics_corruptions_with_motion_labels():
+    samples = [align_sample(seed, CFG, 4, temporal_patch=10, physics=True) for seed in range(40)]
+    assert {"deformation", "teleport", "interpenetration", "clean", "noise"} <= {s.source for s in samples}
+    for s in samples:
+        assert len(s.concepts) == 9  # 4 frames padded to one 10-frame patch
+        objects = [c for c in s.concepts if c & {"circle", "square", "triangle"}]
+        assert objects and all(any(w.startswith(MOTION_PREFIX) for w in c) for c in objects)

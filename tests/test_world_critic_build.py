@@ -50,3 +50,21 @@ def test_rerun_resumes_the_finished_build(tiny_build, caplog):
         again = run_build(cfg)
     assert "resumed from" in caplog.text and "stage done" in caplog.text
     assert again["best_eval"] == info["best_eval"] and again["minutes_per_stage"] == info["minutes_per_stage"]
+
+
+def test_a_ten_frame_patch_build_with_heads_checkpoints_them_and_exports(tmp_path):
+    arch = CriticArch(vision_depth=1, vision_hidden=32, vision_heads=2, text_layers=1, text_hidden=32, text_heads=2,
+                      text_kv_heads=1, temporal_patch_size=10)
+    cfg = CriticBuildConfig(work_dir=str(tmp_path / "work"), out_dir=str(tmp_path / "out"), arch=arch, batch_size=4,
+                            align_steps=2, align_batch_size=2, caption_steps=1, phases=(("vq",),),
+                            phase_min_steps=1, phase_max_steps=1, mixed_steps=1, eval_every=4,
+                            held_out_per_dimension=2, deadline_minutes=0.0, align_physics=True,
+                            align_heads_weight=1.0)
+    info = run_build(cfg)
+    assert {"head_motion", "head_physics", "head_quality"} <= set(info["vision_acc"])
+    trained = load_checkpoint(resolve_resume("auto", Path(cfg.work_dir) / "checkpoints")).trainable
+    heads = {k: v for k, v in trained.items() if k.startswith("heads.")}
+    assert set(heads) == {f"heads.{h}.{p}" for h in ("motion", "physics", "quality") for p in ("weight", "bias")}
+    critic = VLMCritic.from_pretrained(cfg.out_dir)
+    assert critic.model.config.vision_config.temporal_patch_size == 10
+    assert run_build(cfg)["vision_acc"] == info["vision_acc"]  # resumes the finished build

@@ -10,11 +10,13 @@ import torch
 from vidreward.world import critic_data as cd
 from vidreward.world.corrupt import corrupt
 from vidreward.world.critic_concepts import (
+    MOTION_PREFIX,
     UNSEEN_DEFECT,
     example_concepts,
     flicker_frames,
     size_concepts,
     token_concepts,
+    track_motion,
     video_scene,
 )
 from vidreward.world.motion import scene_tracks
@@ -100,3 +102,41 @@ def test_visible_flicker_only_on_patches_whose_two_frames_differ_in_shift():
                 assert tok & {"flicker", UNSEEN_DEFECT} == ({mark} if mark else set()), (shifted, t)
                 assert ("flicker" in old) == (mark is not None), (shifted, t)  # shipped: any shifted frame
                 assert tok - {"flicker", UNSEEN_DEFECT} == old - {"flicker"}
+
+
+@pytest.mark.parametrize("n_frames", [10, 4])
+def test_a_ten_frame_patch_carries_the_union_of_its_two_frame_patches(n_frames):
+    """With 10 frames per temporal patch the whole subsample (padded with its last frame) is one patch, so each token
+    carries what the same region shows in any of the frames: the union of its 2-frame patches' concepts."""
+    for seed in range(8):
+        for source in ("clean", "deformation", "teleport", "noise"):
+            scene, tracks = video_scene(sample_scene(seed), source, seed, CFG)
+            pairs = token_concepts(scene, tracks, source, n_frames, CFG)
+            whole = token_concepts(scene, tracks, source, n_frames, CFG, temporal_patch=10)
+            assert len(whole) == 9
+            for k in range(9):
+                assert whole[k] == set().union(*pairs[k::9]), (seed, source, k)
+
+
+def test_visible_flicker_in_a_ten_frame_patch_needs_shifted_and_unshifted_frames():
+    spec = sample_scene(7)
+    tracks = scene_tracks(spec, 9, 64, 64)
+    for shifted, mark in ((set(), None), ({4}, "flicker"), (set(range(9)), UNSEEN_DEFECT)):
+        tokens = token_concepts(spec, tracks, "flicker", 10, CFG, shifted, visible_defects=True, temporal_patch=10)
+        assert all(tok & {"flicker", UNSEEN_DEFECT} == ({mark} if mark else set()) for tok in tokens), shifted
+
+
+def test_measured_motion_is_the_scene_motion_and_labels_the_object_tokens():
+    for seed in range(200):
+        spec = sample_scene(seed)
+        for obj, track in zip(spec.objects, scene_tracks(spec, CFG.num_frames, CFG.height, CFG.width)):
+            assert track_motion(track, CFG) == obj.motion, (seed, obj)
+    spec = _one_object_scene(motion="down")  # top-left cell, moving down: tokens (0,0), (0,1), (1,0), (1,1)
+    tokens = token_concepts(spec, scene_tracks(spec, 9, 64, 64), "clean", 10, CFG, temporal_patch=10, motions=True)
+    marked = [k for k, tok in enumerate(tokens) if MOTION_PREFIX + "down" in tok]
+    assert marked == [k for k, tok in enumerate(tokens) if "square" in tok] and {0, 1, 3, 4} <= set(marked)
+    assert not any(w.startswith(MOTION_PREFIX) for tok in token_concepts(spec, scene_tracks(spec, 9, 64, 64),
+                                                                         "clean", 10, CFG) for w in tok)
+    jumped = scene_tracks(_one_object_scene(), 9, 64, 64)[0]  # a static object that jumps 0.3 of the frame right
+    jumped.cx[5:] += 0.3 * 64
+    assert track_motion(jumped, CFG) == "right"

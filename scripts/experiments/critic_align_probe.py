@@ -9,6 +9,10 @@ tokens whose top quality word is right, and the object groups (colour, shape, si
 got worse (``critic_align.align_accuracy``, whose quality group is also split by defect).
 
     .venv/bin/python scripts/experiments/critic_align_probe.py --steps 1500 [--visible-defects] --out FILE.json
+
+``--temporal-patch T --physics --heads-weight W`` run stage (i) with T frames per temporal patch, physics
+corruptions and the classification heads of ``critic_heads`` (motion, physics, quality; their balanced accuracy is
+reported as ``head_*``).
 """
 
 from __future__ import annotations
@@ -26,7 +30,8 @@ from vidreward.world import critic_data as cd
 from vidreward.world.build_critic import align_step
 from vidreward.world.critic_align import WordAlignment, align_accuracy, align_sample, concept_token_ids
 from vidreward.world.critic_build_config import CriticBuildConfig
-from vidreward.world.critic_model import build_critic_model, train_tokenizer
+from vidreward.world.critic_heads import AttributeHeads
+from vidreward.world.critic_model import CriticArch, build_critic_model, train_tokenizer
 from vidreward.world.render import RenderConfig
 
 
@@ -37,9 +42,14 @@ def main() -> None:
     parser.add_argument("--visible-defects", action="store_true", help="train with CriticBuildConfig."
                         "align_visible_defects (default: the shipped labelling)")
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--temporal-patch", type=int, default=2, help="CriticArch.temporal_patch_size")
+    parser.add_argument("--physics", action="store_true", help="CriticBuildConfig.align_physics")
+    parser.add_argument("--heads-weight", type=float, default=0.0, help="CriticBuildConfig.align_heads_weight")
     parser.add_argument("--out", required=True, help="JSON of the evaluations")
     args = parser.parse_args()
-    cfg = CriticBuildConfig(align_visible_defects=args.visible_defects)
+    cfg = CriticBuildConfig(align_visible_defects=args.visible_defects, align_physics=args.physics,
+                            align_heads_weight=args.heads_weight,
+                            arch=CriticArch(temporal_patch_size=args.temporal_patch))
     torch.set_num_threads(args.threads)
     torch.manual_seed(cfg.seed)
     rcfg = RenderConfig()
@@ -51,21 +61,23 @@ def main() -> None:
         critic = VLMCritic.from_pretrained(init_dir)
     model = critic.model
     align = WordAlignment(concept_token_ids(critic.tokenizer))
+    heads = AttributeHeads(cfg.arch.text_hidden)
     params = list(model.model.visual.parameters()) + [model.get_input_embeddings().weight] + list(align.parameters())
+    params += list(heads.parameters()) if args.heads_weight else []
     for p in params:
         p.requires_grad_(True)
     optimizer = torch.optim.AdamW(params, lr=cfg.align_lr, weight_decay=0.0)
-    val = [align_sample(90_000_000 + 1000 * i, rcfg, 10, "heldout", visible_defects=True) for i in range(96)]
+    val = [align_sample(90_000_000 + 1000 * i, rcfg, 10, "heldout", True, args.temporal_patch, args.physics)
+           for i in range(96)]
     history, t0 = [], time.time()
     for step in range(1, args.steps + 1):
-        loss = align_step(cfg, step - 1, critic, align, optimizer, rcfg)
+        loss = align_step(cfg, step - 1, critic, align, heads, optimizer, rcfg)
         if step % args.eval_every == 0 or step == args.steps:
-            acc = align_accuracy(model, align, critic.encoder, val, critic.fps)
+            acc = align_accuracy(model, align, critic.encoder, val, critic.fps, heads if args.heads_weight else None)
             history.append({"step": step, "loss": round(loss, 4), "minutes": round((time.time() - t0) / 60, 1),
                             **acc})
             print(json.dumps(history[-1]), flush=True)
-            Path(args.out).write_text(json.dumps({"visible_defects": args.visible_defects, "history": history},
-                                                 indent=1))
+            Path(args.out).write_text(json.dumps({"args": vars(args), "history": history}, indent=1))
 
 
 if __name__ == "__main__":

@@ -27,6 +27,7 @@ shuffled across the batch; the best critic so far (highest mean per-dimension ac
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import random
 import time
@@ -62,6 +63,7 @@ from vidreward.world.critic_curriculum import (
     train_scene,
     vision_tuning_phase,
 )
+from vidreward.world.critic_heads import AttributeHeads
 from vidreward.world.critic_model import build_critic_model, export_critic, train_tokenizer
 from vidreward.world.render import RenderConfig
 
@@ -72,25 +74,31 @@ def _rng(cfg: CriticBuildConfig, *parts) -> random.Random:
     return random.Random("-".join(map(str, ("critic-build", cfg.seed, *parts))))
 
 
-def align_step(cfg: CriticBuildConfig, step: int, critic: VLMCritic, align: WordAlignment,
+def _align_sample(cfg: CriticBuildConfig, seed: int, rcfg: RenderConfig, n_frames: int, split: str = "train"):
+    return align_sample(seed, rcfg, n_frames, split, cfg.align_visible_defects, cfg.arch.temporal_patch_size,
+                        cfg.align_physics)
+
+
+def align_step(cfg: CriticBuildConfig, step: int, critic: VLMCritic, align: WordAlignment, heads: AttributeHeads,
                optimizer: torch.optim.Optimizer, rcfg: RenderConfig) -> float:
     """One stage (i) step: ``cfg.align_batch_size`` train-split videos drawn from (seed, step), each at a drawn N_f,
     and an optimizer step on :func:`critic_align.align_loss`; returns the loss."""
     rng = _rng(cfg, "align", step)
     nf = [rng.choice(N_FRAMES_CHOICES) for _ in range(cfg.align_batch_size)]
-    samples = [align_sample(rng.randrange(40_000_000), rcfg, n, visible_defects=cfg.align_visible_defects)
-               for n in nf]
-    loss, _ = align_loss(critic.model, align, critic.encoder, [s[0] for s in samples], [s[1] for s in samples], nf,
-                         critic.fps, cfg.align_group_weight, cfg.align_quality_weight)
+    samples = [_align_sample(cfg, rng.randrange(40_000_000), rcfg, n) for n in nf]
+    loss, _ = align_loss(critic.model, align, critic.encoder, [s.video for s in samples],
+                         [s.concepts for s in samples], nf, critic.fps, cfg.align_group_weight,
+                         cfg.align_quality_weight, heads, [s.source for s in samples], cfg.align_heads_weight)
     optimizer.zero_grad(set_to_none=True)
     loss.backward()
     optimizer.step()
     return loss.item()
 
 
-def _trainable_state(model, align) -> dict[str, torch.Tensor]:
+def _trainable_state(model, align, heads) -> dict[str, torch.Tensor]:
     state = {k: v for k, v in model.state_dict().items() if k != "lm_head.weight"}  # tied to the embeddings
     state.update({f"align.{k}": v for k, v in align.state_dict().items()})
+    state.update({f"heads.{k}": v for k, v in heads.state_dict().items()})
     return state
 
 
@@ -109,6 +117,7 @@ def run_build(cfg: CriticBuildConfig) -> dict:
     critic = VLMCritic.from_pretrained(init_dir)
     model = critic.model
     align = WordAlignment(concept_token_ids(critic.tokenizer))
+    heads = AttributeHeads(cfg.arch.text_hidden)
     held = cd.held_out_examples(cfg.held_out_per_dimension, rcfg)
     state = TrainState(extra={"stage": "align", "stage_step": 0, "phase": 0, "recent": [], "minutes": {},
                               "best": -1.0, "history": []})
@@ -116,8 +125,11 @@ def run_build(cfg: CriticBuildConfig) -> dict:
     found = resolve_resume("auto", ckpt_dir)
     if found is not None:
         ck = load_checkpoint(found)
-        model.load_state_dict({k: v for k, v in ck.trainable.items() if not k.startswith("align.")}, strict=False)
+        model.load_state_dict({k: v for k, v in ck.trainable.items() if not k.startswith(("align.", "heads."))},
+                              strict=False)
         align.load_state_dict({k[6:]: v for k, v in ck.trainable.items() if k.startswith("align.")})
+        if any(k.startswith("heads.") for k in ck.trainable):
+            heads.load_state_dict({k[6:]: v for k, v in ck.trainable.items() if k.startswith("heads.")})
         model.tie_weights()
         state, opt_state = ck.state, ck.optimizer
         restore_rng_state(ck.rng)
@@ -127,25 +139,28 @@ def run_build(cfg: CriticBuildConfig) -> dict:
     def checkpoint(optimizer):
         ex["minutes"][ex["stage"]] = ex["minutes"].get(ex["stage"], 0.0) + (time.time() - mark[0]) / 60
         mark[0] = time.time()
-        save_checkpoint(ckpt_dir, state, _trainable_state(model, align), optimizer, keep_last=2)
+        save_checkpoint(ckpt_dir, state, _trainable_state(model, align, heads), optimizer, keep_last=2)
 
     mark = [time.time()]
     # ---- stage (i): word-aligned visual tokens ------------------------------------------------------------------
     if ex["stage"] == "align":
         embeddings = model.get_input_embeddings().weight
         params = list(model.model.visual.parameters()) + [embeddings] + list(align.parameters())
+        if cfg.align_heads_weight:
+            params += list(heads.parameters())
         for p in params:
             p.requires_grad_(True)
         optimizer = torch.optim.AdamW(params, lr=cfg.align_lr, weight_decay=0.0)
         if opt_state is not None:
             optimizer.load_state_dict(opt_state)
-        val = [align_sample(90_000_000 + 1000 * i, rcfg, 10, "heldout", cfg.align_visible_defects) for i in range(64)]
+        val = [_align_sample(cfg, 90_000_000 + 1000 * i, rcfg, 10, "heldout") for i in range(64)]
+        val_heads = heads if cfg.align_heads_weight else None
         while ex["stage_step"] < cfg.align_steps:
-            loss = align_step(cfg, ex["stage_step"], critic, align, optimizer, rcfg)
+            loss = align_step(cfg, ex["stage_step"], critic, align, heads, optimizer, rcfg)
             ex["stage_step"] += 1
             state.step += 1
             if ex["stage_step"] % 250 == 0 or ex["stage_step"] == cfg.align_steps:
-                ex["vision_acc"] = align_accuracy(model, align, critic.encoder, val, critic.fps)
+                ex["vision_acc"] = align_accuracy(model, align, critic.encoder, val, critic.fps, val_heads)
                 logger.info("stage 1 step %d loss %.3f held-out %s", ex["stage_step"], loss, ex["vision_acc"])
                 checkpoint(optimizer)
         ex.update(stage="caption", stage_step=0)
@@ -244,7 +259,7 @@ def run_build(cfg: CriticBuildConfig) -> dict:
             checkpoint(optimizer)
             if finished or out_of_time:
                 ex["stage"] = "done"
-                save_checkpoint(ckpt_dir, state, _trainable_state(model, align), optimizer, keep_last=2)
+                save_checkpoint(ckpt_dir, state, _trainable_state(model, align, heads), optimizer, keep_last=2)
     info = _info(cfg, ex)
     record_build_end(Path(cfg.out_dir), ex)
     logger.info("critic build done: %s", json.dumps(info))
@@ -270,9 +285,13 @@ def _info(cfg: CriticBuildConfig, ex: dict) -> dict:
 
 
 def run_command(args) -> int:
-    """``vidreward world build critic`` (``--work-dir``, ``--out``, ``--seed``, ``--threads``, ``--critic-minutes`` of
-    the build parser)."""
+    """``vidreward world build critic`` (``--work-dir``, ``--out``, ``--seed``, ``--threads``, ``--critic-minutes``,
+    ``--critic-temporal-patch``, ``--critic-heads-weight`` of the build parser)."""
     cfg = CriticBuildConfig(seed=args.seed, threads=args.threads)
+    if args.critic_temporal_patch:
+        cfg.arch = dataclasses.replace(cfg.arch, temporal_patch_size=args.critic_temporal_patch)
+    if args.critic_heads_weight:
+        cfg.align_heads_weight, cfg.align_physics = args.critic_heads_weight, True
     if args.critic_minutes:
         cfg.deadline_minutes = args.critic_minutes
     if args.work_dir:

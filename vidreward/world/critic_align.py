@@ -18,14 +18,18 @@ a concept of the token (:func:`vidreward.world.critic_concepts.token_concepts`, 
   patch holding a brightness-shifted frame); with ``visible_defects`` only where the token's pixels show it, the
   quality words left unscored (weight 0 in the BCE) on the defective video's other tokens
   (:data:`~vidreward.world.critic_concepts.UNSEEN_DEFECT`);
-- the colour, shape or measured size word of an object covering >= ``COVER`` of the token's region in either
+- the colour, shape or measured size word of an object covering >= ``COVER`` of the token's region in any
   frame of its temporal patch.
+
+With ``physics`` the videos also carry physics corruptions, and classification heads (:mod:`.critic_heads`) learn
+motion per object token and physics / quality per video: properties over time that no single word names.
 
 This puts visual tokens and the words of the question in one space, so the language model's comparison of a
 facet description with the video ("The circle is red." against the video) starts from a dot product its
 attention can read, instead of being discovered from Yes/No supervision alone (which stayed at chance in the
-world probe, ../shared/notes/world-probe.md). Positions and motion are left to the language model's M-RoPE
-positions: the vision tower has no absolute position embedding and sees one temporal patch (2 frames) at a time.
+world probe, ../shared/notes/world-probe.md). Positions are left to the language model's M-RoPE positions: the
+vision tower has no absolute position embedding and sees one temporal patch (``CriticArch.temporal_patch_size``
+frames) at a time; with Qwen's 2, motion is left to the language model as well.
 
 Token geometry: a 64x64 frame is resized to 84x84 = 6x6 patches of 14 px; 2x2 merging gives a 3x3 grid of
 merged tokens per temporal patch, ordered (t, row, col) exactly as the processor flattens them, and the world's
@@ -35,18 +39,19 @@ merged tokens per temporal patch, ordered (t, row, col) exactly as the processor
 from __future__ import annotations
 
 import random
+from typing import NamedTuple
 
 import torch
 
 from vidreward.video_io import subsample_frames
 from vidreward.world.critic_concepts import (
-    MERGED_GRID,
     UNSEEN_DEFECT,
     flicker_frames,
     token_concepts,
     video_scene,
 )
 from vidreward.world.critic_data import make_video
+from vidreward.world.critic_heads import AttributeHeads
 from vidreward.world.render import RenderConfig
 from vidreward.world.scene import (
     BACKGROUND_COLORS,
@@ -63,6 +68,7 @@ CONCEPT_WORDS: dict[str, tuple[str, ...]] = {
     "noise": ("grain", "noise"), "blur": ("defocus", "blur"), "flicker": ("flicker",),
 }
 QUALITY_SOURCES: tuple[str, ...] = ("noise", "blur", "flicker")
+PHYSICS_SOURCES: tuple[str, ...] = ("deformation", "teleport", "interpenetration")
 
 
 def single_token_spellings(tokenizer, words: tuple[str, ...]) -> list[int]:
@@ -88,18 +94,34 @@ def concept_token_ids(tokenizer) -> dict[str, list[int]]:
     return out
 
 
-def align_sample(seed: int, cfg: RenderConfig, n_frames: int, split: str = "train", visible_defects: bool = False):
-    """(video ``[F, 3, H, W]``, per-token concepts) of a ``split`` scene, clean or with a quality defect; the
-    concepts are :func:`critic_concepts.token_concepts` of what the video draws, occluding (object tokens carry only
-    the object's words and the defects; ``visible_defects``: a defect only on the tokens that show it)."""
+class AlignSample(NamedTuple):
+    """One stage (i) video with its per-token concepts."""
+
+    video: torch.Tensor
+    """[F, 3, H, W] the full render"""
+    concepts: list[set[str]]
+    """per merged token of its ``n_frames`` subsample, (t, row, col) order"""
+    source: str
+    """"clean" or the corruption drawn"""
+    n_frames: int
+    """N_f the concepts are computed for"""
+
+
+def align_sample(seed: int, cfg: RenderConfig, n_frames: int, split: str = "train", visible_defects: bool = False,
+                 temporal_patch: int = 2, physics: bool = False) -> AlignSample:
+    """A ``split`` scene, clean or with a quality defect (``physics``: or a physics corruption too), and its
+    per-token concepts: :func:`critic_concepts.token_concepts` of what the video draws, occluding (object tokens carry
+    only the object's words and the defects; ``visible_defects``: a defect only on the tokens that show it) in
+    temporal patches of ``temporal_patch`` frames; with ``physics`` the object tokens also carry motion labels."""
     rng = random.Random(f"critic-align-{seed}")
     seed, spec = first_scene_of_split(seed, split, cfg.num_frames)
-    source = rng.choice(("clean", "clean", "clean") + QUALITY_SOURCES)
+    source = rng.choice(("clean", "clean", "clean") + QUALITY_SOURCES + (PHYSICS_SOURCES if physics else ()))
     video = make_video(spec, source, seed, cfg)
     scene, tracks = video_scene(spec, source, seed, cfg)
     shifted = flicker_frames(video, scene, cfg) if source == "flicker" else set()
-    return video, token_concepts(scene, tracks, source, n_frames, cfg, shifted, occlude=True,
-                                 visible_defects=visible_defects)
+    concepts = token_concepts(scene, tracks, source, n_frames, cfg, shifted, occlude=True,
+                              visible_defects=visible_defects, temporal_patch=temporal_patch, motions=physics)
+    return AlignSample(video, concepts, source, n_frames)
 
 
 class WordAlignment(torch.nn.Module):
@@ -167,10 +189,13 @@ def group_loss(align: WordAlignment, scores: torch.Tensor, concepts: list[set[st
 
 def align_loss(model, align: WordAlignment, encoder, videos: list[torch.Tensor], concepts: list[list[set[str]]],
                n_frames: list[int], fps: float, group_weight: float = 1.0,
-               quality_weight: float = 0.0) -> tuple[torch.Tensor, dict[str, float]]:
+               quality_weight: float = 0.0, heads: AttributeHeads | None = None, sources: list[str] | None = None,
+               heads_weight: float = 0.0) -> tuple[torch.Tensor, dict[str, float]]:
     """Mean BCE of the word scores of every merged token (over the scored targets, :meth:`WordAlignment.scored`),
-    plus ``group_weight`` times the object groups' softmax CE and ``quality_weight`` times the quality group's
-    (noise / blur / flicker, on defect tokens); and held-out style stats (token accuracy, exact sets)."""
+    plus ``group_weight`` times the object groups' softmax CE, ``quality_weight`` times the quality group's
+    (noise / blur / flicker, on defect tokens) and ``heads_weight`` times the classification heads' loss
+    (:meth:`critic_heads.AttributeHeads.loss`; needs the videos' ``sources``); and held-out style stats (token
+    accuracy, exact sets)."""
     tokens = merged_tokens(model, encoder, videos, n_frames, fps)  # [sum N, D]
     flat = [w for per_video in concepts for w in per_video]
     if tokens.shape[0] != len(flat):
@@ -183,6 +208,8 @@ def align_loss(model, align: WordAlignment, encoder, videos: list[torch.Tensor],
         loss = loss + group_weight * group_loss(align, scores, flat)
     if quality_weight:
         loss = loss + quality_weight * group_loss(align, scores, flat, (QUALITY_SOURCES,))
+    if heads_weight and heads is not None:
+        loss = loss + heads_weight * heads.loss(tokens, concepts, sources)
     with torch.no_grad():
         hit = ((scores > 0).float() == target) | (scored == 0)
         stats = {"word_acc": hit.float().mean().item(), "token_exact": hit.all(dim=1).float().mean().item()}
@@ -193,18 +220,18 @@ def align_loss(model, align: WordAlignment, encoder, videos: list[torch.Tensor],
     return loss, stats
 
 
-def align_accuracy(model, align: WordAlignment, encoder, samples: list, fps: float) -> dict[str, float]:
+def align_accuracy(model, align: WordAlignment, encoder, samples: list[AlignSample], fps: float,
+                   heads: AttributeHeads | None = None) -> dict[str, float]:
     """Held-out accuracy per concept group: on tokens where the group has a concept, is the top-scoring concept
     of the group the right one (object groups: colour, shape, size; scene groups: background, lighting, quality)?
     The quality group is also split by the defect the tokens carry (``quality_noise``, ``quality_blur``,
-    ``quality_flicker``)."""
+    ``quality_flicker``). With ``heads``, also each head's balanced accuracy (``head_motion``, ...)."""
     groups = {**OBJECT_GROUPS, "background": tuple(BACKGROUND_COLORS), "lighting": tuple(LIGHTING),
               "quality": QUALITY_SOURCES}
-    n_frames = [2 * len(c) // MERGED_GRID**2 for _, c in samples]
     with torch.no_grad():
-        tokens = merged_tokens(model, encoder, [v for v, _ in samples], n_frames, fps)
+        tokens = merged_tokens(model, encoder, [s.video for s in samples], [s.n_frames for s in samples], fps)
         scores = align(tokens, model.get_input_embeddings().weight)
-    flat = [w for _, per_video in samples for w in per_video]
+    flat = [w for s in samples for w in s.concepts]
     acc = {}
     for name, members in groups.items():
         group, target = group_scores(align, scores, flat, members)
@@ -215,4 +242,6 @@ def align_accuracy(model, align: WordAlignment, encoder, samples: list, fps: flo
             for k, defect in enumerate(members):
                 if (target == k).any():
                     acc[f"quality_{defect}"] = round(float((group[target == k].argmax(1) == k).float().mean()), 3)
+    if heads is not None:
+        acc.update(heads.accuracy(tokens, [s.concepts for s in samples], [s.source for s in samples]))
     return acc

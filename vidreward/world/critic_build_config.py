@@ -44,6 +44,12 @@ class CriticBuildConfig:
     two frames differ in shift), leaving the quality words unscored on the defective video's other tokens
     (:mod:`critic_concepts`; the shipped critic's recipe since session 10); False: every token of a blurred video and
     every token of a patch holding a shifted frame (the session-8 critic)"""
+    align_physics: bool = False
+    """stage (i): draw physics corruptions too (deformation, teleport, interpenetration) and give the object tokens
+    motion labels (:func:`critic_concepts.track_motion`); needed by the heads' physics and motion targets"""
+    align_heads_weight: float = 0.0
+    """stage (i) weight of the classification heads' loss (:mod:`critic_heads`: motion per object token, physics
+    and quality per video; 0: no heads, the shipped recipe)"""
     caption_steps: int = 150
     """stage (ii) steps"""
     caption_lr: float = 1e-3

@@ -3,17 +3,17 @@
 A video of a critic example is ``make_video(scene, source, seed)``; :func:`video_scene` gives the scene and the
 trajectories it really draws (an edit's or a corruption's, not the caption's), so the concepts below describe the
 pixels, by construction (the oracle is never asked). Token geometry is the critic's: N_f frames in temporal patches
-of 2, each a 3 x 3 grid of merged tokens (84 x 84 px frames, patch 14, merge 2 x 2), in the processor's
+of T frames (Qwen2.5-VL's 2 by default; ``temporal_patch``), each a 3 x 3 grid of merged tokens (84 x 84 px frames, patch 14, merge 2 x 2), in the processor's
 (t, row, col) order. A token's concepts:
 
 - every token: the background colour and the lighting word; ``noise`` / ``blur`` for those pixel corruptions;
   ``flicker`` on the tokens of a temporal patch that holds a brightness-shifted frame. With ``visible_defects`` a
   defect is named only where the token's pixels can show it, and the other tokens of the defective video carry
   :data:`UNSEEN_DEFECT` instead (the quality words are not scored there): ``blur`` on tokens whose region holds an
-  object edge in either frame of the patch (a flat region is the same blurred or not), ``flicker`` on tokens of a
-  patch whose two frames differ in shift (a patch of two shifted frames looks like a clean patch of a brighter
+  object edge in any frame of the patch (a flat region is the same blurred or not), ``flicker`` on tokens of a
+  patch whose frames differ in shift (a patch of only shifted frames looks like a clean patch of a brighter
   scene: the vision tower sees one patch at a time);
-- an object covering >= ``COVER`` of the token's region in either frame of the patch adds its colour, its shape
+- an object covering >= ``COVER`` of the token's region in any frame of the patch adds its colour, its shape
   in those frames and its measured size: ``small`` / ``large`` by the side sqrt(w h) of its box against the
   world's sizes, ``tiny`` below ``TINY`` of the frame, and ``stretched`` when the box's aspect ratio leaves
   [1 / ``ASPECT``, ``ASPECT``] (the deformations of :mod:`corrupt`).
@@ -40,7 +40,7 @@ from vidreward.world.motion import Track, scene_tracks
 from vidreward.world.render import RenderConfig, render, shape_masks
 from vidreward.world.scene import SIZES, SceneSpec
 
-#: share of a token's region an object must cover (in either frame of the temporal patch) to be "in" it
+#: share of a token's region an object must cover (in any frame of the temporal patch) to be "in" it
 COVER = 0.12
 #: merged tokens per side of a frame (84 px / patch 14 / merge 2)
 MERGED_GRID = 3
@@ -57,6 +57,8 @@ EXTRA_CONCEPTS: tuple[str, ...] = ("tiny", "stretched", "noise", "blur", "flicke
 UNSEEN_DEFECT = "unseen-defect"
 #: an object covering more than this and less than 1 - this of a region draws an edge in it
 EDGE_COVER = 0.01
+#: prefix of the motion label an object's tokens carry with ``motions`` (``motion:left``)
+MOTION_PREFIX = "motion:"
 
 
 def region_cover(masks: np.ndarray) -> np.ndarray:
@@ -101,38 +103,66 @@ def size_concepts(track: Track, frame: int, cfg: RenderConfig) -> set[str]:
 
 def token_concepts(scene: SceneSpec, tracks: list[Track], source: str, n_frames: int, cfg: RenderConfig,
                    shifted_frames: set[int] = frozenset(), occlude: bool = False,
-                   visible_defects: bool = False) -> list[set[str]]:
+                   visible_defects: bool = False, temporal_patch: int = 2, motions: bool = False) -> list[set[str]]:
     """Concepts of every merged token of the ``n_frames``-frame subsample, in (t, row, col) order (``occlude``,
-    ``visible_defects``: see the module doc)."""
-    if n_frames % 2:
+    ``visible_defects``: see the module doc). ``temporal_patch``: frames per temporal patch (the subsample is padded
+    with its last frame to a multiple of it, as the processor pads). ``motions``: an object's tokens also carry
+    ``MOTION_PREFIX + track_motion(track)`` (a label for a motion head, not a word)."""
+    if n_frames % 2 and temporal_patch == 2:
         raise ValueError(f"n_frames={n_frames}: Qwen2.5-VL packs frames in temporal patches of 2; use an even count")
     idx, covers = subsample_covers(tracks, n_frames, cfg)  # [N_f], [N_f, 3, 3] each
+    pad = -n_frames % temporal_patch  # the processor repeats the last frame up to a multiple of the patch
+    idx = np.concatenate([idx, np.repeat(idx[-1:], pad)])
+    covers = [np.concatenate([c, np.repeat(c[-1:], pad, axis=0)]) for c in covers]
+    moves = [track_motion(t, cfg) for t in tracks] if motions else []
     shared = {scene.background, scene.lighting} | ({source} if source in ("noise", "blur") else set())
     if visible_defects and source == "blur":
         shared -= {"blur"}
     out = []
-    for t in range(n_frames // 2):
-        frames = (int(idx[2 * t]), int(idx[2 * t + 1]))
+    tp = temporal_patch
+    for t in range(len(idx) // tp):
+        frames = tuple(int(f) for f in idx[tp * t:tp * (t + 1)])
         group = set(shared)
+        hit = shifted_frames & set(frames)
         if visible_defects and source == "flicker":
-            seen = frames[0] != frames[1] and len(shifted_frames & set(frames)) == 1
-            group |= {"flicker"} if seen else ({UNSEEN_DEFECT} if shifted_frames & set(frames) else set())
-        elif shifted_frames & set(frames):
+            seen = 0 < len(hit) < len(set(frames))  # the patch holds a shifted and an unshifted frame
+            group |= {"flicker"} if seen else ({UNSEEN_DEFECT} if hit else set())
+        elif hit:
             group.add("flicker")
         for r in range(MERGED_GRID):
             for c in range(MERGED_GRID):
                 objects: set[str] = set()
                 edge = False
-                for track, cov in zip(tracks, covers):
+                for j, (track, cov) in enumerate(zip(tracks, covers)):
+                    inside = False
                     for k, f in enumerate(frames):
-                        if cov[2 * t + k, r, c] >= COVER:
+                        if cov[tp * t + k, r, c] >= COVER:
+                            inside = True
                             objects |= {track.color, track.shapes[f]} | size_concepts(track, f, cfg)
-                        edge = edge or EDGE_COVER < cov[2 * t + k, r, c] < 1 - EDGE_COVER
+                        edge = edge or EDGE_COVER < cov[tp * t + k, r, c] < 1 - EDGE_COVER
+                    if inside and moves:
+                        objects.add(MOTION_PREFIX + moves[j])
                 scene_words = group - {scene.background, scene.lighting} if occlude and objects else set(group)
                 if visible_defects and source == "blur":
                     scene_words.add("blur" if edge else UNSEEN_DEFECT)
                 out.append(scene_words | objects)
     return out
+
+
+def track_motion(track: Track, cfg: RenderConfig, still_px: float = 1.0) -> str:
+    """The motion (a key of :data:`scene.MOTIONS`) a trajectory draws, measured from its centres over the full clip:
+    ``bounce`` when the centre sinks below both its start and its end by more than ``still_px``; ``static`` when it
+    ends within ``still_px`` of its start on both axes; otherwise the direction of the larger displacement (image y
+    points down). A teleport's jump counts as displacement."""
+    dx, dy = float(track.cx[-1] - track.cx[0]), float(track.cy[-1] - track.cy[0])
+    lowest = float(track.cy.max())
+    if lowest - track.cy[0] > still_px and lowest - track.cy[-1] > still_px:
+        return "bounce"
+    if max(abs(dx), abs(dy)) <= still_px:
+        return "static"
+    if abs(dx) >= abs(dy):
+        return "right" if dx > 0 else "left"
+    return "down" if dy > 0 else "up"
 
 
 def flicker_frames(video: torch.Tensor, scene: SceneSpec, cfg: RenderConfig) -> set[int]:
