@@ -10,6 +10,7 @@ import torch
 from vidreward.world import critic_data as cd
 from vidreward.world.corrupt import corrupt
 from vidreward.world.critic_concepts import (
+    AT_PATCH_START,
     MOTION_PREFIX,
     UNSEEN_DEFECT,
     example_concepts,
@@ -135,6 +136,11 @@ def test_measured_motion_is_the_scene_motion_and_labels_the_object_tokens():
     tokens = token_concepts(spec, scene_tracks(spec, 9, 64, 64), "clean", 10, CFG, temporal_patch=10, motions=True)
     marked = [k for k, tok in enumerate(tokens) if MOTION_PREFIX + "down" in tok]
     assert marked == [k for k, tok in enumerate(tokens) if "square" in tok] and {0, 1, 3, 4} <= set(marked)
+    assert [k for k, tok in enumerate(tokens) if AT_PATCH_START in tok] == [0, 1, 3, 4]  # it starts there
+    spec = _one_object_scene(motion="bounce")  # falls from the top-left cell to the floor: the start is the top
+    tokens = token_concepts(spec, scene_tracks(spec, 9, 64, 64), "clean", 10, CFG, temporal_patch=10, motions=True)
+    assert [k for k, tok in enumerate(tokens) if AT_PATCH_START in tok] == [0, 1, 3, 4]
+    assert [k for k, tok in enumerate(tokens) if MOTION_PREFIX + "bounce" in tok] == [0, 1, 3, 4, 6, 7]
     assert not any(w.startswith(MOTION_PREFIX) for tok in token_concepts(spec, scene_tracks(spec, 9, 64, 64),
                                                                          "clean", 10, CFG) for w in tok)
     jumped = scene_tracks(_one_object_scene(), 9, 64, 64)[0]  # a static object that jumps 0.3 of the frame right

@@ -12,12 +12,12 @@ from vidreward.world.critic_align import (
     concept_token_ids,
     merged_tokens,
 )
-from vidreward.world.critic_concepts import MOTION_PREFIX
+from vidreward.world.critic_concepts import AT_PATCH_START, MOTION_PREFIX
 from vidreward.world.critic_heads import AttributeHeads, token_motion_targets, video_class
 from vidreward.world.render import RenderConfig
 
 CONCEPTS = [
-    [{"red", "square", MOTION_PREFIX + "left"}, {"gray", "bright"}],  # video 0: 2 tokens
+    [{"red", "square", MOTION_PREFIX + "left", AT_PATCH_START}, {"gray", "bright"}],  # video 0: 2 tokens
     [{"blue", "circle", MOTION_PREFIX + "bounce"}, {"red", MOTION_PREFIX + "up", MOTION_PREFIX + "left"},
      {"gray"}],  # video 1: 3 tokens, the middle one holds two objects moving differently
 ]
@@ -29,6 +29,7 @@ def test_targets_by_hand():
     t = heads.targets(CONCEPTS, SOURCES)
     # MOTIONS = (left, right, up, down, static, bounce)
     assert t["motion"].tolist() == [0, -100, 5, -100, -100]
+    assert t["start"].tolist() == [1, 0, 0, 0, 0]
     assert t["physics"].tolist() == [2, 0] and t["quality"].tolist() == [0, 2]
     assert video_class("wrong_color", ("clean", "noise")) == 0
     assert token_motion_targets([{MOTION_PREFIX + "static"}]).tolist() == [4]
@@ -39,7 +40,8 @@ def test_zero_heads_give_log_class_count_losses_and_pool_per_video():
     for p in heads.parameters():
         torch.nn.init.zeros_(p)
     tokens = torch.randn(5, 4)
-    assert heads.loss(tokens, CONCEPTS, SOURCES).item() == pytest.approx(math.log(6) + math.log(4) + math.log(4))
+    expected = math.log(6) + math.log(2) + math.log(4) + math.log(4)
+    assert heads.loss(tokens, CONCEPTS, SOURCES).item() == pytest.approx(expected)
     torch.nn.init.eye_(heads.physics.weight)
     logits = heads.logits(tokens, [2, 3])
     assert torch.allclose(logits["physics"], torch.stack([tokens[:2].mean(0), tokens[2:].mean(0)]))
@@ -54,8 +56,9 @@ def test_balanced_accuracy_by_hand():
         heads.quality.bias[2] = 1.0  # always "blur": right on video 1, wrong on video 0 (clean)
         heads.physics.bias[0] = 1.0  # always "clean": wrong on video 0 (teleport), right on video 1
         heads.motion.bias[0] = 1.0  # always "left": right on token 0 (left), wrong on token 2 (bounce)
+        heads.start.bias[0] = 1.0  # never at the start: right on the 4 tokens without the mark, wrong on token 0
     acc = heads.accuracy(torch.randn(5, 4), CONCEPTS, SOURCES)
-    assert acc == {"head_motion": 0.5, "head_physics": 0.5, "head_quality": 0.5}
+    assert acc == {"head_motion": 0.5, "head_start": 0.5, "head_physics": 0.5, "head_quality": 0.5}
 
 
 def test_heads_loss_reaches_the_vision_tower(tiny_world_critic):

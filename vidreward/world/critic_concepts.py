@@ -59,6 +59,8 @@ UNSEEN_DEFECT = "unseen-defect"
 EDGE_COVER = 0.01
 #: prefix of the motion label an object's tokens carry with ``motions`` (``motion:left``)
 MOTION_PREFIX = "motion:"
+#: with ``motions``: marks a token an object covers in the first frame of its temporal patch (where it starts)
+AT_PATCH_START = "at-patch-start"
 
 
 def region_cover(masks: np.ndarray) -> np.ndarray:
@@ -107,7 +109,8 @@ def token_concepts(scene: SceneSpec, tracks: list[Track], source: str, n_frames:
     """Concepts of every merged token of the ``n_frames``-frame subsample, in (t, row, col) order (``occlude``,
     ``visible_defects``: see the module doc). ``temporal_patch``: frames per temporal patch (the subsample is padded
     with its last frame to a multiple of it, as the processor pads). ``motions``: an object's tokens also carry
-    ``MOTION_PREFIX + track_motion(track)`` (a label for a motion head, not a word)."""
+    ``MOTION_PREFIX + track_motion(track)``, and :data:`AT_PATCH_START` where the object covers the token in the
+    patch's first frame (labels for the heads of :mod:`critic_heads`, not words)."""
     if n_frames % 2 and temporal_patch == 2:
         raise ValueError(f"n_frames={n_frames}: Qwen2.5-VL packs frames in temporal patches of 2; use an even count")
     idx, covers = subsample_covers(tracks, n_frames, cfg)  # [N_f], [N_f, 3, 3] each
@@ -142,6 +145,8 @@ def token_concepts(scene: SceneSpec, tracks: list[Track], source: str, n_frames:
                         edge = edge or EDGE_COVER < cov[tp * t + k, r, c] < 1 - EDGE_COVER
                     if inside and moves:
                         objects.add(MOTION_PREFIX + moves[j])
+                        if cov[tp * t, r, c] >= COVER:
+                            objects.add(AT_PATCH_START)
                 scene_words = group - {scene.background, scene.lighting} if occlude and objects else set(group)
                 if visible_defects and source == "blur":
                     scene_words.add("blur" if edge else UNSEEN_DEFECT)

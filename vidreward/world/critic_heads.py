@@ -6,6 +6,9 @@ on the vision tower's merged tokens (as the issue's stage (i) asks: heads on poo
 
 - ``motion`` (per token, 6 classes of :data:`scene.MOTIONS`): on the tokens that hold exactly one object, that
   object's measured motion (:func:`critic_concepts.track_motion`);
+- ``start`` (per token, 2 classes): does an object cover the token in the first frame of its temporal patch
+  (:data:`critic_concepts.AT_PATCH_START`)? With a whole clip in one patch, the start position a Location facet
+  names;
 - ``physics`` (per video, mean-pooled tokens; clean / deformation / teleport / interpenetration);
 - ``quality`` (per video, mean-pooled tokens; clean / noise / blur / flicker).
 
@@ -17,7 +20,7 @@ from __future__ import annotations
 
 import torch
 
-from vidreward.world.critic_concepts import MOTION_PREFIX
+from vidreward.world.critic_concepts import AT_PATCH_START, MOTION_PREFIX
 from vidreward.world.scene import MOTIONS
 
 PHYSICS_CLASSES: tuple[str, ...] = ("clean", "deformation", "teleport", "interpenetration")
@@ -39,25 +42,28 @@ def token_motion_targets(concepts: list[set[str]]) -> torch.Tensor:
 
 
 class AttributeHeads(torch.nn.Module):
-    """Linear heads over merged tokens (``dim`` = the text hidden size): motion per token, physics and quality per
-    video."""
+    """Linear heads over merged tokens (``dim`` = the text hidden size): motion and start per token, physics and
+    quality per video."""
 
     def __init__(self, dim: int):
         super().__init__()
         self.motion = torch.nn.Linear(dim, len(MOTIONS))
+        self.start = torch.nn.Linear(dim, 2)
         self.physics = torch.nn.Linear(dim, len(PHYSICS_CLASSES))
         self.quality = torch.nn.Linear(dim, len(QUALITY_CLASSES))
 
     def logits(self, tokens: torch.Tensor, counts: list[int]) -> dict[str, torch.Tensor]:
-        """``tokens [sum N, D]`` of videos with ``counts`` tokens each -> motion ``[sum N, 6]``, physics and quality
-        ``[B, 4]`` (mean over each video's tokens)."""
+        """``tokens [sum N, D]`` of videos with ``counts`` tokens each -> motion ``[sum N, 6]``, start ``[sum N, 2]``,
+        physics and quality ``[B, 4]`` (mean over each video's tokens)."""
         pooled = torch.stack([t.mean(dim=0) for t in tokens.split(counts)])  # [B, D]
-        return {"motion": self.motion(tokens), "physics": self.physics(pooled), "quality": self.quality(pooled)}
+        return {"motion": self.motion(tokens), "start": self.start(tokens), "physics": self.physics(pooled),
+                "quality": self.quality(pooled)}
 
     def targets(self, concepts: list[list[set[str]]], sources: list[str]) -> dict[str, torch.Tensor]:
         """Targets of :meth:`logits` from per-video token concepts and the videos' sources."""
         flat = [w for per_video in concepts for w in per_video]
         return {"motion": token_motion_targets(flat),
+                "start": torch.tensor([int(AT_PATCH_START in words) for words in flat]),
                 "physics": torch.tensor([video_class(s, PHYSICS_CLASSES) for s in sources]),
                 "quality": torch.tensor([video_class(s, QUALITY_CLASSES) for s in sources])}
 
