@@ -141,6 +141,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     build.add_argument("--critic-heads-weight", type=float, default=None,
                        help="critic: weight of the stage (i) classification heads (motion, physics, quality) and "
                             "physics corruptions in stage (i) (default: the recipe's 0, no heads)")
+    build.add_argument("--critic-align-steps", type=int, default=None,
+                       help="critic: stage (i) steps (default: the recipe's 2500)")
     build.add_argument("--ignore-vae-gate", action="store_true",
                        help="train the DiT even if the VAE gate failed (recorded in the report; for deadlines only)")
     build.set_defaults(func=_run_build)

@@ -286,10 +286,12 @@ def _info(cfg: CriticBuildConfig, ex: dict) -> dict:
 
 def run_command(args) -> int:
     """``vidreward world build critic`` (``--work-dir``, ``--out``, ``--seed``, ``--threads``, ``--critic-minutes``,
-    ``--critic-temporal-patch``, ``--critic-heads-weight`` of the build parser)."""
+    ``--critic-temporal-patch``, ``--critic-heads-weight``, ``--critic-align-steps`` of the build parser)."""
     cfg = CriticBuildConfig(seed=args.seed, threads=args.threads)
     if args.critic_temporal_patch:
         cfg.arch = dataclasses.replace(cfg.arch, temporal_patch_size=args.critic_temporal_patch)
+    if args.critic_align_steps:
+        cfg.align_steps = args.critic_align_steps
     if args.critic_heads_weight:
         cfg.align_heads_weight, cfg.align_physics = args.critic_heads_weight, True
     if args.critic_minutes:
