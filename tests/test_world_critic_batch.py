@@ -86,3 +86,23 @@ def test_answer_logits_are_the_full_logits_at_the_targets(tiny_world_critic, mix
     assert decisions(sparse, batch) == ["Yes" if full[b, p, batch.yes_id] > full[b, p, batch.no_id] else "No"
                                         for b, p in enumerate(batch.eval_pos)]
     assert check_same_path(critic, mixed_examples[:4], 4) < 1e-4
+
+
+def test_scored_only_weighs_one_decision_per_answer(tiny_world_critic):
+    """A Phy answer has five decisions; with ``scored_only`` only the scored one (a Yes example's "Yes", a No
+    example's drawn key) weighs decision_weight, so the pair's weighted Yes and No targets are equal."""
+    rcfg = RenderConfig()
+    seed, spec = train_scene(random.Random(5), rcfg.num_frames)
+    pair = [make_example(spec, "phy", label, seed, rcfg, 4) for label in ("Yes", "No")]
+    full = encode_batch(tiny_world_critic, pair, [4, 4], decision_weight=20.0)
+    scored = encode_batch(tiny_world_critic, pair, [4, 4], decision_weight=20.0, scored_only=True)
+    assert ((full.weights == 20.0).sum(dim=1)).tolist() == [5, 5]  # Fig. 16's five keys
+    assert ((scored.weights == 20.0).sum(dim=1)).tolist() == [1, 1]
+    for row, pos in enumerate(scored.eval_pos):
+        assert scored.weights[row, pos] == 20.0
+    yes_id = tiny_world_critic.tokenizer.convert_tokens_to_ids("Yes")
+    heavy = scored.labels[scored.weights == 20.0]
+    assert heavy.tolist().count(yes_id) == 1  # one Yes and one No at weight 20
+    ta = make_example(spec, "ta", "Yes", seed, rcfg, 4)
+    assert torch.equal(encode_batch(tiny_world_critic, [ta], [4], 20.0).weights,
+                       encode_batch(tiny_world_critic, [ta], [4], 20.0, scored_only=True).weights)

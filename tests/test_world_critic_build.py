@@ -68,3 +68,15 @@ def test_a_ten_frame_patch_build_with_heads_checkpoints_them_and_exports(tmp_pat
     critic = VLMCritic.from_pretrained(cfg.out_dir)
     assert critic.model.config.vision_config.temporal_patch_size == 10
     assert run_build(cfg)["vision_acc"] == info["vision_acc"]  # resumes the finished build
+
+
+def test_the_temporal_recipe_differs_from_the_shipped_one_only_where_it_says():
+    from dataclasses import asdict
+
+    from vidreward.world.critic_build_config import temporal_recipe
+
+    shipped, temporal = asdict(CriticBuildConfig()), asdict(temporal_recipe(seed=3))
+    changed = {k for k in shipped if shipped[k] != temporal[k]}
+    assert changed == {"arch", "align_steps", "align_physics", "align_heads_weight", "scored_decision_only", "phases",
+                       "phase_max_steps", "seed"}
+    assert temporal["arch"]["temporal_patch_size"] == 10 and sorted(map(tuple, temporal["phases"])) == sorted(PHASES)

@@ -135,14 +135,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     build.add_argument("--critic-minutes", type=float, default=None,
                        help="critic: wall-clock minutes of the whole build (all stages, summed over resumed runs) after "
                             "which stage (iii) stops (default: the recipe's 88)")
-    build.add_argument("--critic-temporal-patch", type=int, default=None,
-                       help="critic: frames per temporal patch of the vision tower (default: the recipe's 2; 10 puts "
-                            "a whole clip of up to 10 frames in one patch, so the tower sees motion and physics)")
-    build.add_argument("--critic-heads-weight", type=float, default=None,
-                       help="critic: weight of the stage (i) classification heads (motion, physics, quality) and "
-                            "physics corruptions in stage (i) (default: the recipe's 0, no heads)")
-    build.add_argument("--critic-align-steps", type=int, default=None,
-                       help="critic: stage (i) steps (default: the recipe's 2500)")
+    build.add_argument("--critic-recipe", choices=("shipped", "temporal"), default="shipped",
+                       help="critic: the shipped critic's recipe (CriticBuildConfig defaults), or the session-13 one "
+                            "(critic_build_config.temporal_recipe: 10 frames per temporal patch, stage (i) heads for "
+                            "motion / physics / quality, balanced Phy decisions)")
     build.add_argument("--ignore-vae-gate", action="store_true",
                        help="train the DiT even if the VAE gate failed (recorded in the report; for deadlines only)")
     build.set_defaults(func=_run_build)

@@ -27,7 +27,6 @@ shuffled across the batch; the best critic so far (highest mean per-dimension ac
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import random
 import time
@@ -56,7 +55,7 @@ from vidreward.world.critic_align import (
     concept_token_ids,
 )
 from vidreward.world.critic_batch import check_same_path, evaluate, grouped_loss
-from vidreward.world.critic_build_config import CriticBuildConfig
+from vidreward.world.critic_build_config import CriticBuildConfig, temporal_recipe
 from vidreward.world.critic_curriculum import (
     N_FRAMES_CHOICES,
     curriculum_example,
@@ -194,7 +193,7 @@ def run_build(cfg: CriticBuildConfig) -> dict:
     def text_step(examples, nf):
         tune_vision = tunes_vision()
         model.model.visual.requires_grad_(tune_vision)
-        loss, preds = grouped_loss(critic, examples, nf, cfg.decision_weight, tune_vision)
+        loss, preds = grouped_loss(critic, examples, nf, cfg.decision_weight, tune_vision, cfg.scored_decision_only)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(text_params + (vision_params if tune_vision else []), 1.0)
@@ -286,14 +285,9 @@ def _info(cfg: CriticBuildConfig, ex: dict) -> dict:
 
 def run_command(args) -> int:
     """``vidreward world build critic`` (``--work-dir``, ``--out``, ``--seed``, ``--threads``, ``--critic-minutes``,
-    ``--critic-temporal-patch``, ``--critic-heads-weight``, ``--critic-align-steps`` of the build parser)."""
-    cfg = CriticBuildConfig(seed=args.seed, threads=args.threads)
-    if args.critic_temporal_patch:
-        cfg.arch = dataclasses.replace(cfg.arch, temporal_patch_size=args.critic_temporal_patch)
-    if args.critic_align_steps:
-        cfg.align_steps = args.critic_align_steps
-    if args.critic_heads_weight:
-        cfg.align_heads_weight, cfg.align_physics = args.critic_heads_weight, True
+    ``--critic-recipe`` of the build parser)."""
+    cfg = temporal_recipe(seed=args.seed, threads=args.threads) if args.critic_recipe == "temporal" else \
+        CriticBuildConfig(seed=args.seed, threads=args.threads)
     if args.critic_minutes:
         cfg.deadline_minutes = args.critic_minutes
     if args.work_dir:

@@ -9,7 +9,11 @@ with a frozen vision tower the video features are computed once under ``no_grad`
 that this path and ``VLMCritic.answer_logprobs`` give the same log-probs, so training and use cannot drift.
 
 Loss (teacher forcing, Eq. 3 of Diffusion-DRF, weighted): L = sum_t w_t * (-log p(y_t | c, y_<t)) / sum_t w_t, with
-w_t = ``decision_weight`` at Yes/No decision tokens and 1 at the other answer tokens.
+w_t = ``decision_weight`` at Yes/No decision tokens and 1 at the other answer tokens. With ``scored_only`` only the
+scored decision (``eval_char``) weighs ``decision_weight`` and an answer's other decisions weigh 1: a Phy answer
+has five decisions (Fig. 16's keys), of which a Yes example's scored one is its only "Yes" and a No example's (one
+of the world's three physics keys, drawn) one of five "No"s, so over the balanced Yes/No pairs the weighted Yes and
+No targets are equal (1 : 9 otherwise).
 
 Speed (``benchmarks/critic_step.py``): the language-model head runs only at the answer targets (:func:`answer_logits`,
 ``[N, V]`` rather than ``[B, L, V]``), and :func:`grouped_loss` encodes a batch as sub-batches of one dimension each
@@ -76,8 +80,10 @@ def weighted_token_index(critic: VLMCritic, ex: CriticExample, char: int, answer
 
 
 def encode_batch(critic: VLMCritic, examples: list[CriticExample], n_frames: list[int],
-                 decision_weight: float = 5.0, videos: list[torch.Tensor] | None = None) -> Batch:
-    """Encode examples (``videos`` optionally overrides each example's video, e.g. the shuffled control)."""
+                 decision_weight: float = 5.0, videos: list[torch.Tensor] | None = None,
+                 scored_only: bool = False) -> Batch:
+    """Encode examples (``videos`` optionally overrides each example's video, e.g. the shuffled control;
+    ``scored_only``: see the module doc)."""
     tok = critic.tokenizer
     yes_id, no_id = tok.convert_tokens_to_ids(["Yes", "No"])
     rows, pix, grids, secs, eval_pos = [], [], [], [], []
@@ -89,7 +95,8 @@ def encode_batch(critic: VLMCritic, examples: list[CriticExample], n_frames: lis
         ids = prompt.input_ids[0].tolist() + answer_ids
         labels = [-100] * len(ids)
         weights = [0.0] * len(ids)
-        decision_idx = {weighted_token_index(critic, ex, c, answer_ids) for c in ex.decision_chars}
+        chars = [ex.eval_char] if scored_only and ex.eval_char is not None else ex.decision_chars
+        decision_idx = {weighted_token_index(critic, ex, c, answer_ids) for c in chars}
         for j, a in enumerate(answer_ids):
             labels[p - 1 + j] = a  # logits at position p-1+j predict answer token j
             weights[p - 1 + j] = decision_weight if j in decision_idx else 1.0
@@ -161,15 +168,16 @@ def length_groups(examples: list[CriticExample]) -> list[list[int]]:
 
 
 def grouped_loss(critic: VLMCritic, examples: list[CriticExample], n_frames: list[int], decision_weight: float,
-                 tune_vision: bool) -> tuple[torch.Tensor, list[str | None]]:
+                 tune_vision: bool, scored_only: bool = False) -> tuple[torch.Tensor, list[str | None]]:
     """(L of the whole batch, predicted decisions per example), computed over :func:`length_groups` sub-batches:
     L = sum_groups sum_t w_t NLL_t / sum_groups sum_t w_t. The vision tower runs under grad only if
-    ``tune_vision``."""
+    ``tune_vision``; ``scored_only``: only the scored decision weighs ``decision_weight`` (module doc)."""
     model = critic.model
     total, weight = torch.zeros(()), torch.zeros(())
     preds: list[str | None] = [None] * len(examples)
     for idx in length_groups(examples):
-        batch = encode_batch(critic, [examples[i] for i in idx], [n_frames[i] for i in idx], decision_weight)
+        batch = encode_batch(critic, [examples[i] for i in idx], [n_frames[i] for i in idx], decision_weight,
+                             scored_only=scored_only)
         with torch.set_grad_enabled(tune_vision):
             feats = video_features(model, batch)
         logits = answer_logits(model, batch, feats)

@@ -66,6 +66,9 @@ class CriticBuildConfig:
     """stage (iii): share of curriculum-phase examples drawn from any unit (every answer format from the start)"""
     decision_weight: float = 20.0
     """stage (ii)/(iii) loss weight of each Yes/No decision token (other answer tokens weigh 1)"""
+    scored_decision_only: bool = False
+    """stage (iii): only the scored decision of an answer weighs ``decision_weight``, its other decisions 1
+    (``critic_batch`` module doc: balances the Phy answers' Yes and No targets, 1 : 9 otherwise)"""
     instruct_vision_lr: float = 3e-4
     """stage (iii) learning rate of the vision tower (0: keep it frozen after stage (i))"""
     phases: tuple[tuple[str, ...], ...] = PHASES
@@ -86,3 +89,14 @@ class CriticBuildConfig:
     deadline_minutes: float = 88.0
     """stop stage (iii) once the build's wall-clock minutes (all stages, summed over resumed runs) reach this
     (0: no limit)"""
+
+
+def temporal_recipe(**overrides) -> CriticBuildConfig:
+    """The session-13 recipe (``vidreward world build critic --critic-recipe temporal``): a whole clip of up to 10
+    frames in one temporal patch, stage (i) with physics corruptions and the classification heads for 5000 steps,
+    balanced Phy decisions, Phy right after VQ and longer phases (its steps are ~3x faster than the shipped
+    recipe's)."""
+    phases = (PHASES[0], ("vq",), ("phy",), ("Object(s)",), ("vanilla",), *PHASES[5:])
+    settings = dict(arch=CriticArch(temporal_patch_size=10), align_steps=5000, align_physics=True,
+                    align_heads_weight=1.0, scored_decision_only=True, phases=phases, phase_max_steps=600)
+    return CriticBuildConfig(**(settings | overrides))
