@@ -6,7 +6,14 @@ import pytest
 import torch
 
 from vidreward.video_io import subsample_frames
-from vidreward.world.critic_align import WordAlignment, align_loss, align_sample, concept_token_ids
+from vidreward.world.critic_align import (
+    WordAlignment,
+    align_loss,
+    align_sample,
+    concept_token_ids,
+    merged_tokens,
+    rescale_visual_tokens,
+)
 from vidreward.world.critic_concepts import MOTION_PREFIX, UNSEEN_DEFECT, token_concepts
 from vidreward.world.motion import scene_tracks
 from vidreward.world.render import RenderConfig, render
@@ -125,3 +132,27 @@ def test_physics_align_samples_draw_physics_corruptions_with_motion_labels():
         assert len(s.concepts) == 9  # 4 frames padded to one 10-frame patch
         objects = [c for c in s.concepts if c & {"circle", "square", "triangle"}]
         assert objects and all(any(w.startswith(MOTION_PREFIX) for w in c) for c in objects)
+
+
+def test_rescaled_visual_tokens_keep_their_word_scores_and_take_the_words_norm(tiny_world_critic):
+    critic = tiny_world_critic
+    model = critic.model
+    align = WordAlignment(concept_token_ids(critic.tokenizer))
+    samples = [align_sample(seed, CFG, 4) for seed in range(3)]
+    merger = model.model.visual.merger.mlp[-1]
+    saved = {k: v.clone() for k, v in merger.state_dict().items()}
+    try:
+        with torch.no_grad():
+            merger.weight.mul_(30.0)  # tokens far larger than the word embeddings, as stage (i) leaves them
+            merger.bias.mul_(30.0)
+            args = (model, critic.encoder, [s.video for s in samples], [4] * 3, critic.fps)
+            before = merged_tokens(*args)
+            factor = rescale_visual_tokens(model, align, critic.encoder, samples, critic.fps)
+            after = merged_tokens(*args)
+            emb = model.get_input_embeddings().weight
+            assert after.norm(dim=-1).mean().item() == pytest.approx(emb[align.ids].norm(dim=-1).mean().item(),
+                                                                      rel=1e-4)
+            assert torch.allclose(after, factor * before, rtol=1e-4, atol=1e-6)
+            assert torch.allclose(align(after, emb), align(before, emb), atol=1e-4)  # cosines: stage (i) unchanged
+    finally:
+        merger.load_state_dict(saved)

@@ -53,6 +53,7 @@ from vidreward.world.critic_align import (
     align_loss,
     align_sample,
     concept_token_ids,
+    rescale_visual_tokens,
 )
 from vidreward.world.critic_batch import check_same_path, evaluate, grouped_loss
 from vidreward.world.critic_build_config import CriticBuildConfig, temporal_recipe
@@ -162,6 +163,9 @@ def run_build(cfg: CriticBuildConfig) -> dict:
                 ex["vision_acc"] = align_accuracy(model, align, critic.encoder, val, critic.fps, val_heads)
                 logger.info("stage 1 step %d loss %.3f held-out %s", ex["stage_step"], loss, ex["vision_acc"])
                 checkpoint(optimizer)
+        if cfg.align_rescale_tokens:
+            factor = rescale_visual_tokens(model, align, critic.encoder, val, critic.fps)
+            logger.info("stage 1: visual tokens scaled by %.4f to the attribute words' embedding norm", factor)
         ex.update(stage="caption", stage_step=0)
         opt_state = None
         checkpoint(None)

@@ -245,3 +245,23 @@ def align_accuracy(model, align: WordAlignment, encoder, samples: list[AlignSamp
     if heads is not None:
         acc.update(heads.accuracy(tokens, [s.concepts for s in samples], [s.source for s in samples]))
     return acc
+
+
+@torch.no_grad()
+def rescale_visual_tokens(model, align: WordAlignment, encoder, samples: list[AlignSample], fps: float) -> float:
+    """Scale the vision merger's last linear layer so that the mean norm of the merged tokens of ``samples`` equals
+    the mean norm of the attribute words' input embeddings; returns the factor.
+
+    The word scores are cosines (:class:`WordAlignment`), so stage (i)'s result is unchanged, but stage (i) leaves
+    the tokens' norms free and they grow (10-50x the word embeddings' after 2500-5000 steps). The language model adds
+    its layers' outputs to the visual tokens' residual stream; at 10-50x the norm of a text token, what its first
+    layer writes there (the comparison with the question, which comes first) is drowned before the next layer's
+    RMSNorm reads it.
+    """
+    tokens = merged_tokens(model, encoder, [s.video for s in samples], [s.n_frames for s in samples], fps)
+    target = model.get_input_embeddings().weight[align.ids].norm(dim=-1).mean()
+    factor = float(target / tokens.norm(dim=-1).mean())
+    last = model.model.visual.merger.mlp[-1]
+    last.weight.mul_(factor)
+    last.bias.mul_(factor)
+    return factor

@@ -50,6 +50,10 @@ class CriticBuildConfig:
     align_heads_weight: float = 0.0
     """stage (i) weight of the classification heads' loss (:mod:`critic_heads`: motion per object token, physics
     and quality per video; 0: no heads, the shipped recipe)"""
+    align_rescale_tokens: bool = False
+    """at the end of stage (i), scale the merged visual tokens to the word embeddings' mean norm
+    (:func:`critic_align.rescale_visual_tokens`; the word scores are cosines, so stage (i)'s result is unchanged;
+    no recipe uses it yet: not measured in a build)"""
     caption_steps: int = 150
     """stage (ii) steps"""
     caption_lr: float = 1e-3
