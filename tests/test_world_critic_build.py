@@ -70,7 +70,7 @@ def test_a_ten_frame_patch_build_with_heads_checkpoints_them_and_exports(tmp_pat
     assert run_build(cfg)["vision_acc"] == info["vision_acc"]  # resumes the finished build
 
 
-def test_the_temporal_recipe_differs_from_the_shipped_one_only_where_it_says():
+def test_the_temporal_recipe_differs_from_the_session10_one_only_where_it_says():
     from dataclasses import asdict
 
     from vidreward.world.critic_build_config import temporal_recipe

@@ -18,6 +18,11 @@ Stages (as real VLMs are built; see ../shared/notes/world-probe.md for why a one
    "Video Lighting: dim"); the decision tokens weigh ``decision_weight``; the vision tower is tuned too from the first
    phase holding VQ or Phy on (``instruct_vision_lr``).
 
+Recipes: :func:`critic_build_config.temporal_recipe` (the shipped critic's since session 13, the command's default)
+puts a whole clip of up to 10 frames in one temporal patch, adds physics corruptions and classification heads
+(:mod:`critic_heads`) to stage 1 and balances the Phy answers' decisions; ``CriticBuildConfig()`` is the session-10
+recipe (``--critic-recipe session10``).
+
 Every ``eval_every`` steps of stage 3 the held-out renders are scored per dimension, with and without the frames
 shuffled across the batch; the best critic so far (highest mean per-dimension accuracy) is written to
 ``out_dir`` with ``save_pretrained``. Checkpoints (atomic, with RNG and optimizer state) go to
@@ -290,8 +295,8 @@ def _info(cfg: CriticBuildConfig, ex: dict) -> dict:
 def run_command(args) -> int:
     """``vidreward world build critic`` (``--work-dir``, ``--out``, ``--seed``, ``--threads``, ``--critic-minutes``,
     ``--critic-recipe`` of the build parser)."""
-    cfg = temporal_recipe(seed=args.seed, threads=args.threads) if args.critic_recipe == "temporal" else \
-        CriticBuildConfig(seed=args.seed, threads=args.threads)
+    cfg = CriticBuildConfig(seed=args.seed, threads=args.threads) if args.critic_recipe == "session10" else \
+        temporal_recipe(seed=args.seed, threads=args.threads)
     if args.critic_minutes:
         cfg.deadline_minutes = args.critic_minutes
     if args.work_dir:

@@ -38,18 +38,18 @@ class CriticBuildConfig:
     """stage (i) weight of the per-group (colour / shape / size) cross-entropy on object tokens"""
     align_quality_weight: float = 0.0
     """stage (i) weight of the softmax cross-entropy over the image-quality words (noise / blur / flicker) on tokens
-    of a defective video (0: the shipped recipe, whose per-token quality accuracy stayed at 0.49)"""
+    of a defective video (0: both recipes; the session-10 one, whose per-token quality accuracy stayed at 0.49)"""
     align_visible_defects: bool = True
     """stage (i): name a blur / flicker defect only on the tokens whose pixels show it (object edges; a patch whose
     two frames differ in shift), leaving the quality words unscored on the defective video's other tokens
-    (:mod:`critic_concepts`; the shipped critic's recipe since session 10); False: every token of a blurred video and
+    (:mod:`critic_concepts`; both recipes since session 10); False: every token of a blurred video and
     every token of a patch holding a shifted frame (the session-8 critic)"""
     align_physics: bool = False
     """stage (i): draw physics corruptions too (deformation, teleport, interpenetration) and give the object tokens
     motion labels (:func:`critic_concepts.track_motion`); needed by the heads' physics and motion targets"""
     align_heads_weight: float = 0.0
     """stage (i) weight of the classification heads' loss (:mod:`critic_heads`: motion per object token, physics
-    and quality per video; 0: no heads, the shipped recipe)"""
+    and quality per video; 0: no heads, the session-10 recipe)"""
     align_rescale_tokens: bool = False
     """at the end of stage (i), scale the merged visual tokens to the word embeddings' mean norm
     (:func:`critic_align.rescale_visual_tokens`; the word scores are cosines, so stage (i)'s result is unchanged;
@@ -96,9 +96,10 @@ class CriticBuildConfig:
 
 
 def temporal_recipe(**overrides) -> CriticBuildConfig:
-    """The session-13 recipe (``vidreward world build critic --critic-recipe temporal``): a whole clip of up to 10
+    """The session-13 recipe of the shipped critic (``vidreward world build critic``, ``--critic-recipe temporal``, the
+    default; the dataclass defaults are the session-10 recipe, ``--critic-recipe session10``): a whole clip of up to 10
     frames in one temporal patch, stage (i) with physics corruptions and the classification heads for 5000 steps,
-    balanced Phy decisions, Phy right after VQ and longer phases (its steps are ~3x faster than the shipped
+    balanced Phy decisions, Phy right after VQ and longer phases (its steps are ~3x faster than the session-10
     recipe's)."""
     phases = (PHASES[0], ("vq",), ("phy",), ("Object(s)",), ("vanilla",), *PHASES[5:])
     settings = dict(arch=CriticArch(temporal_patch_size=10), align_steps=5000, align_physics=True,
