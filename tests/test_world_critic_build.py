@@ -64,7 +64,8 @@ def test_a_ten_frame_patch_build_with_heads_checkpoints_them_and_exports(tmp_pat
     assert {"head_motion", "head_start", "head_physics", "head_quality"} <= set(info["vision_acc"])
     trained = load_checkpoint(resolve_resume("auto", Path(cfg.work_dir) / "checkpoints")).trainable
     heads = {k: v for k, v in trained.items() if k.startswith("heads.")}
-    assert set(heads) == {f"heads.{h}.{p}" for h in ("motion", "start", "physics", "quality") for p in ("weight", "bias")}
+    names = ("motion", "start", "physics", "quality")
+    assert set(heads) == {f"heads.{h}.{p}" for h in names for p in ("weight", "bias")}
     critic = VLMCritic.from_pretrained(cfg.out_dir)
     assert critic.model.config.vision_config.temporal_patch_size == 10
     assert run_build(cfg)["vision_acc"] == info["vision_acc"]  # resumes the finished build

@@ -3,8 +3,8 @@
 A video of a critic example is ``make_video(scene, source, seed)``; :func:`video_scene` gives the scene and the
 trajectories it really draws (an edit's or a corruption's, not the caption's), so the concepts below describe the
 pixels, by construction (the oracle is never asked). Token geometry is the critic's: N_f frames in temporal patches
-of T frames (Qwen2.5-VL's 2 by default; ``temporal_patch``), each a 3 x 3 grid of merged tokens (84 x 84 px frames, patch 14, merge 2 x 2), in the processor's
-(t, row, col) order. A token's concepts:
+of T frames (Qwen2.5-VL's 2 by default; ``temporal_patch``), each a 3 x 3 grid of merged tokens (84 x 84 px
+frames, patch 14, merge 2 x 2), in the processor's (t, row, col) order. A token's concepts:
 
 - every token: the background colour and the lighting word; ``noise`` / ``blur`` for those pixel corruptions;
   ``flicker`` on the tokens of a temporal patch that holds a brightness-shifted frame. With ``visible_defects`` a
