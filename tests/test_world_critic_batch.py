@@ -6,6 +6,7 @@ import random
 import pytest
 import torch
 
+from vidreward.world.critic_aux import aux_example
 from vidreward.world.critic_batch import (
     answer_logits,
     check_same_path,
@@ -13,6 +14,7 @@ from vidreward.world.critic_batch import (
     encode_batch,
     grouped_loss,
     length_groups,
+    value_accuracy,
     video_features,
 )
 from vidreward.world.critic_curriculum import train_scene
@@ -106,3 +108,41 @@ def test_scored_only_weighs_one_decision_per_answer(tiny_world_critic):
     ta = make_example(spec, "ta", "Yes", seed, rcfg, 4)
     assert torch.equal(encode_batch(tiny_world_critic, [ta], [4], 20.0).weights,
                        encode_batch(tiny_world_critic, [ta], [4], 20.0, scored_only=True).weights)
+
+
+def _value_token(tok, ex) -> int:
+    """The first token of a keyed auxiliary answer's value word (the token after its ``Video <facet>:`` head)."""
+    head = tok(ex.answer[:ex.decision_chars[0]], add_special_tokens=False)["input_ids"]
+    return tok(ex.answer, add_special_tokens=False)["input_ids"][len(head)]
+
+
+def test_value_accuracy_reads_the_value_token_from_the_full_logits(tiny_world_critic):
+    """Keyed auxiliary answers ("Video Lighting: dim"): value_accuracy is the share of examples whose value token is
+    the argmax of the model's own full [B, L, V] logits; a head steered to one value word scores the share of
+    examples with that value (a Yes/No pair, each answered on both sides: the caption's value 3 times of 4)."""
+    rcfg = RenderConfig()
+    critic, tok = tiny_world_critic, tiny_world_critic.tokenizer
+    seed, spec = train_scene(random.Random("value-accuracy"), rcfg.num_frames)
+    pair = [make_example(spec, "ta", label, seed, rcfg, 4, facet="Lighting") for label in ("Yes", "No")]
+    aux = [aux_example(ex, rcfg, video_side=side) for ex in pair for side in (True, False)]
+    values = [_value_token(tok, ex) for ex in aux]  # video Yes, question Yes, video No, question No
+    assert values[0] == values[1] == values[3] != values[2]
+    expected = []
+    with torch.no_grad():
+        for ex, value in zip(aux, values):
+            batch = encode_batch(critic, [ex], [4])
+            logits = critic.model(input_ids=batch.input_ids, attention_mask=batch.attention_mask,
+                                  mm_token_type_ids=batch.mm_token_type_ids,
+                                  pixel_values_videos=batch.pixel_values_videos, video_grid_thw=batch.video_grid_thw,
+                                  second_per_grid_ts=batch.second_per_grid_ts, use_cache=False).logits[0]  # [L, V]
+            head_len = len(tok(ex.answer[:ex.decision_chars[0]], add_special_tokens=False)["input_ids"])
+            first_target = int((batch.labels[0] >= 0).nonzero()[0])
+            expected.append(int(logits[first_target + head_len].argmax() == value))
+    assert value_accuracy(critic, aux, n_frames=4) == pytest.approx(sum(expected) / 4)
+    for steer, share in ((values[0], 0.75), (values[2], 0.25)):
+        hook = critic.model.lm_head.register_forward_hook(
+            lambda _m, _i, out, t=steer: out + 1e4 * torch.nn.functional.one_hot(torch.tensor(t), out.shape[-1]))
+        try:
+            assert value_accuracy(critic, aux, n_frames=4) == share
+        finally:
+            hook.remove()

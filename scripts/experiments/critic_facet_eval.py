@@ -4,6 +4,9 @@ The build's own evaluation (``critic_batch.evaluate`` on ``critic_data.held_out_
 TA example, so it cannot say which facets a critic has learnt. This script asks every facet the same number of
 balanced questions on held-out scenes (Fig. 15 template) and prints one row per facet and per dimension; the
 shuffled column rolls the videos within each row, so a critic that reads the video drops to about 0.5 there.
+For each TA facet it also asks the two sides of the comparison as keyed auxiliary answers (:mod:`critic_aux`,
+``Video <facet>: <value>`` / ``Question <facet>: <value>``) and prints how often the value word is the critic's top-1
+token (``critic_batch.value_accuracy``): a facet read on both sides but answered at chance lacks the comparison.
 
     .venv/bin/python scripts/experiments/critic_facet_eval.py [--critic DIR] [--per-row 48] [--out FILE.json]
 """
@@ -18,7 +21,8 @@ import torch
 
 from vidreward.critics.vlm import VLMCritic
 from vidreward.world import critic_data as cd
-from vidreward.world.critic_batch import evaluate
+from vidreward.world.critic_aux import aux_example
+from vidreward.world.critic_batch import evaluate, value_accuracy
 from vidreward.world.critic_build_config import ASSET_DIR
 from vidreward.world.render import RenderConfig
 
@@ -36,15 +40,18 @@ def main() -> None:
     for k, facet in enumerate(cd.TA_FACETS):
         examples = cd.held_out_examples(args.per_row, rcfg, seed0=cd.HELD_OUT_SEED0 + 100_000 * (k + 1),
                                         dimensions=("ta",), facet=facet)
-        rows[f"ta / {facet}"] = {"acc": evaluate(critic, examples)["ta"],
-                                 "shuffled": evaluate(critic, examples, shuffle=True)["ta"]}
+        rows[f"ta / {facet}"] = {
+            "acc": evaluate(critic, examples)["ta"], "shuffled": evaluate(critic, examples, shuffle=True)["ta"],
+            "reads_video": value_accuracy(critic, [aux_example(ex, rcfg, video_side=True) for ex in examples]),
+            "reads_question": value_accuracy(critic, [aux_example(ex, rcfg, video_side=False) for ex in examples])}
     held = cd.held_out_examples(args.per_row, rcfg)
     acc, shuffled = evaluate(critic, held), evaluate(critic, held, shuffle=True)
     rows.update({dim: {"acc": acc[dim], "shuffled": shuffled[dim]} for dim in acc})
     width = max(map(len, rows))
-    print(f"{'row':<{width}}  acc    shuffled   ({args.critic}, {args.per_row} per row)")
+    print(f"{'row':<{width}}  acc    shuffled  reads video  reads question   ({args.critic}, {args.per_row} per row)")
     for name, row in rows.items():
-        print(f"{name:<{width}}  {row['acc']:.3f}  {row['shuffled']:.3f}")
+        sides = f"  {row['reads_video']:.3f}        {row['reads_question']:.3f}" if "reads_video" in row else ""
+        print(f"{name:<{width}}  {row['acc']:.3f}  {row['shuffled']:.3f}   {sides}")
     if args.out:
         Path(args.out).write_text(json.dumps({"critic": args.critic, "per_row": args.per_row, "rows": rows}, indent=1))
 
