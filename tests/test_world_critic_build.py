@@ -1,7 +1,10 @@
 """`vidreward world build critic` end to end on a very small critic: every stage and curriculum phase runs, the best
 critic is exported, and a re-run resumes from the finished checkpoint instead of training again."""
 
+import dataclasses
 import json
+import logging
+import shutil
 from pathlib import Path
 
 import pytest
@@ -42,6 +45,24 @@ def test_build_runs_every_phase_and_exports_the_best_critic(tiny_build):
     assert [h["step"] for h in state["history"]] == [4, 8, 11]
     critic = VLMCritic.from_pretrained(cfg.out_dir)
     assert critic.model.config.model_type == "qwen2_5_vl"
+
+
+def test_stage_ends_are_kept_and_start_a_stage_three_variant(tiny_build, tmp_path, caplog):
+    """The ends of stages 1 and 2 survive the pruning of ``checkpoints``; the end of stage 2, copied into a new work
+    dir, starts stage (iii) at its first step with another curriculum (one phase, then the mixed one)."""
+    cfg, _ = tiny_build
+    ends = sorted(p.name for p in (Path(cfg.work_dir) / "stage_ends").iterdir())
+    assert ends == ["step-000002", "step-000004"]  # align_steps = 2, then caption_steps = 2
+    assert load_checkpoint(Path(cfg.work_dir) / "stage_ends" / ends[1]).state.extra["stage"] == "instruct"
+    branch = dataclasses.replace(cfg, work_dir=str(tmp_path / "work"), out_dir=str(tmp_path / "out"),
+                                 phases=(("Lighting",),))
+    shutil.copytree(Path(cfg.work_dir) / "init", Path(branch.work_dir) / "init")
+    shutil.copytree(Path(cfg.work_dir) / "stage_ends" / ends[1], Path(branch.work_dir) / "checkpoints" / ends[1])
+    with caplog.at_level(logging.INFO, logger="vidreward.world.build_critic"):
+        run_build(branch)
+    assert "(stage instruct, step 0)" in caplog.text and "stage 1 step" not in caplog.text
+    state = load_checkpoint(resolve_resume("auto", Path(branch.work_dir) / "checkpoints")).state.extra
+    assert (state["stage"], state["phase"], state["stage_step"]) == ("done", 1, 3)  # 1 Lighting step + 2 mixed
 
 
 def test_rerun_resumes_the_finished_build(tiny_build, caplog):

@@ -27,7 +27,9 @@ Every ``eval_every`` steps of stage 3 the held-out renders are scored per dimens
 shuffled across the batch; the best critic so far (highest mean per-dimension accuracy) is written to
 ``out_dir`` with ``save_pretrained``. Checkpoints (atomic, with RNG and optimizer state) go to
 ``work_dir/checkpoints``; re-running the command resumes from the last one. Data is a pure function of
-(seed, stage, step), so a resumed build follows the same sequence.
+(seed, stage, step), so a resumed build follows the same sequence. The checkpoints at the ends of stages 1 and 2
+are also kept in ``work_dir/stage_ends``: copied into another work dir's ``checkpoints``, the end of stage 2 starts
+a stage (iii) variant without re-running stages 1 and 2.
 """
 
 from __future__ import annotations
@@ -141,10 +143,13 @@ def run_build(cfg: CriticBuildConfig) -> dict:
         logger.info("resumed from %s (stage %s, step %d)", found, state.extra["stage"], state.extra["stage_step"])
     ex = state.extra
 
-    def checkpoint(optimizer):
+    def checkpoint(optimizer, stage_end: bool = False):
         ex["minutes"][ex["stage"]] = ex["minutes"].get(ex["stage"], 0.0) + (time.time() - mark[0]) / 60
         mark[0] = time.time()
-        save_checkpoint(ckpt_dir, state, _trainable_state(model, align, heads), optimizer, keep_last=2)
+        trainable = _trainable_state(model, align, heads)
+        save_checkpoint(ckpt_dir, state, trainable, optimizer, keep_last=2)
+        if stage_end:
+            save_checkpoint(work / "stage_ends", state, trainable, optimizer, keep_last=0)
 
     mark = [time.time()]
     # ---- stage (i): word-aligned visual tokens ------------------------------------------------------------------
@@ -173,7 +178,7 @@ def run_build(cfg: CriticBuildConfig) -> dict:
             logger.info("stage 1: visual tokens scaled by %.4f to the attribute words' embedding norm", factor)
         ex.update(stage="caption", stage_step=0)
         opt_state = None
-        checkpoint(None)
+        checkpoint(None, stage_end=True)
     text_params = [p for n, p in model.named_parameters() if not n.startswith("model.visual")]
     vision_params = list(model.model.visual.parameters())
 
@@ -227,7 +232,7 @@ def run_build(cfg: CriticBuildConfig) -> dict:
                 logger.info("stage 2 step %d caption loss %.3f", ex["stage_step"], loss)
                 checkpoint(optimizer)
         ex.update(stage="instruct", stage_step=0, phase=0, phase_step=0, recent=[])
-        checkpoint(None)
+        checkpoint(None, stage_end=True)
         optimizer = make_optimizer("instruct", None)
     # ---- stage (iii): instruction tuning with a facet-by-facet curriculum ------------------------------------
     total = len(phases) + 1
