@@ -2,15 +2,16 @@
 
 from __future__ import annotations
 
+import dataclasses
 import random
 
 import pytest
 import torch
 
 from vidreward.world import critic_data as cd
-from vidreward.world.critic_aux import aux_example, facet_value
+from vidreward.world.critic_aux import aux_example, check_example, check_value, facet_value
 from vidreward.world.critic_batch import encode_batch
-from vidreward.world.critic_curriculum import curriculum_example
+from vidreward.world.critic_curriculum import curriculum_example, train_scene
 from vidreward.world.render import RenderConfig
 from vidreward.world.scene import ObjectSpec, SceneSpec
 
@@ -70,3 +71,47 @@ def test_curriculum_aux_share():
     assert ta and all(b.label is None and b.answer.split(":")[0] in (f"Video {a.facet}", f"Question {a.facet}")
                       for a, b in ta)
     assert all(torch.equal(a.video, b.video) for a, b in ta)  # same draws otherwise
+
+
+def test_check_values_by_hand():
+    two = SceneSpec(objects=(ObjectSpec("circle", "red", "large", 2, 0, "right"),
+                             ObjectSpec("square", "blue", "small", 0, 2, "up")), background="gray", lighting="dim")
+    recoloured = SceneSpec(objects=(two.objects[0], dataclasses.replace(two.objects[1], color="green")),
+                           background="gray", lighting="dim")
+    resized = SceneSpec(objects=(dataclasses.replace(two.objects[0], size="small"), two.objects[1]),
+                        background="gray", lighting="bright")
+    assert check_value(two, recoloured, "Color Requirement") == "green"  # the second object's
+    assert check_value(two, recoloured, "Lighting") == check_value(two, recoloured, "Object(s)") == "match"
+    assert check_value(two, resized, "Object(s)") == "small"
+    assert check_value(two, resized, "Lighting") == "bright"
+    assert check_value(two, two, "Object Location / Spatial Distribution") == "match"
+
+
+def test_check_answer_is_match_exactly_for_the_yes_examples():
+    """Over train scenes, every facet, both labels: the check answer is "match" iff the example's label is Yes (the
+    corruption that breaks a facet changes its value; the ones that keep it do not)."""
+    rng = random.Random("check-answers")
+    for _ in range(12):
+        seed, spec = train_scene(rng, CFG.num_frames)
+        for facet in cd.TA_FACETS:
+            for label in ("Yes", "No"):
+                ex = check_example(cd.make_example(spec, "ta", label, seed, CFG, 4, facet=facet), CFG)
+                assert ex.answer.startswith(f"Check {facet}: ")
+                assert (ex.answer == f"Check {facet}: match") == (label == "Yes"), (ex.source, ex.answer)
+                assert ex.label is None and ex.answer[ex.decision_chars[0]] == " "
+
+
+def test_curriculum_check_share():
+    """check_share 0 draws exactly the examples of a curriculum without it (the shipped recipe's data); 1 answers
+    every auxiliary TA example with the check answer, a pair's Yes with "match" and its No with a value."""
+    def draw(**kw):
+        return [curriculum_example(random.Random(f"c{k // 2}"), k, 0, 0.0, CFG, aux_share=1.0, **kw)[0]
+                for k in range(16)]
+
+    plain, zero, every = draw(), draw(check_share=0.0), draw(check_share=1.0)
+    assert [e.answer for e in plain] == [e.answer for e in zero]
+    checks = [(a, b) for a, b in zip(plain, every) if a.dimension == "ta"]
+    assert checks and all(b.answer.startswith(f"Check {a.facet}: ") for a, b in checks)
+    for k in range(0, 16, 2):
+        if every[k].dimension == "ta":
+            assert every[k].answer.endswith(": match") and not every[k + 1].answer.endswith(": match")

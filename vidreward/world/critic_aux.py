@@ -10,6 +10,15 @@ alone, keyed by the facet:
 Its value word is weighted like a decision token. With the question before the video, keyed auxiliary answers took
 the text-form language model from 0.68 to 0.92-0.99 on Environment + Lighting + Colour trained together
 (scripts/experiments/critic_text_lm.py, session 6). The value of an object facet is the first object's.
+
+A **check** answer (:func:`check_example`) names what the video shows that the prompt does not ask:
+
+    "Check Lighting: bright"     (the video is bright, the prompt asks for dim lighting)
+    "Check Lighting: match"      (the video shows the facet as asked)
+
+Unlike the Yes/No decision, which is an XOR of the two sides, its logits are linear in the two sides' one-hot
+values: logit(value c) = a [video shows c] - b [prompt asks c] and a constant logit for "match" answer it exactly,
+so the comparison gets a gradient before any product of the two sides is learnt.
 """
 
 from __future__ import annotations
@@ -23,16 +32,29 @@ from vidreward.world.render import RenderConfig
 from vidreward.world.scene import SceneSpec
 
 
-def facet_value(scene: SceneSpec, facet: str) -> str:
-    """The words of ``scene`` that a ``facet`` question names (the first object's for the object facets; a start
-    cell's canonical caption phrase, :data:`captions.LOCATIONS`)."""
-    obj = scene.objects[0]
+def facet_value(scene: SceneSpec, facet: str, index: int = 0) -> str:
+    """The words of ``scene`` that a ``facet`` question names (object ``index``'s for the object facets, by default
+    the first; a start cell's canonical caption phrase, :data:`captions.LOCATIONS`)."""
+    obj = scene.objects[index]
     values = {"Environment": scene.background, "Lighting": scene.lighting, "Color Requirement": obj.color,
               "Object(s)": obj.shape, "Objects' Motion": obj.motion,
               "Object Location / Spatial Distribution": LOCATIONS[(obj.row, obj.col)][0]}
     if facet not in values:
         raise ValueError(f"no auxiliary value for facet {facet!r}; expected one of {sorted(values)}")
     return values[facet]
+
+
+def check_value(prompt: SceneSpec, video: SceneSpec, facet: str) -> str:
+    """The first value of ``facet`` that the ``video`` scene shows unlike the ``prompt`` scene, object by object (for
+    Object(s) the shape, then the size: "circle", "large"), or ``"match"`` when every value is as asked."""
+    if facet in ("Environment", "Lighting"):
+        pairs = [(facet_value(prompt, facet), facet_value(video, facet))]
+    elif facet == "Object(s)":
+        pairs = [(getattr(a, key), getattr(b, key)) for a, b in zip(prompt.objects, video.objects)
+                 for key in ("shape", "size")]
+    else:
+        pairs = [(facet_value(prompt, facet, k), facet_value(video, facet, k)) for k in range(len(prompt.objects))]
+    return next((shown for asked, shown in pairs if shown != asked), "match")
 
 
 def aux_heads(facet: str) -> tuple[str, str]:
@@ -54,3 +76,13 @@ def aux_example(ex: CriticExample, rcfg: RenderConfig, video_side: bool,
     head = (heads or aux_heads(ex.facet))[0 if video_side else 1]
     answer = f"{head} {facet_value(scene, ex.facet)}"
     return dataclasses.replace(ex, answer=answer, label=None, decision_chars=[len(head)], eval_char=None)
+
+
+def check_example(ex: CriticExample, rcfg: RenderConfig) -> CriticExample:
+    """``ex`` (a TA example) answered with its check answer, ``Check <facet>: <value>`` (:func:`check_value`; the
+    value's first token weighs like a decision; unscored as a Yes/No, like :func:`aux_example`)."""
+    if ex.dimension != "ta" or ex.scene is None:
+        raise ValueError(f"check answers need a TA example with its scene, not {ex.dimension!r}")
+    head = f"Check {ex.facet}:"
+    value = check_value(ex.scene, video_scene(ex.scene, ex.source, ex.seed, rcfg)[0], ex.facet)
+    return dataclasses.replace(ex, answer=f"{head} {value}", label=None, decision_chars=[len(head)], eval_char=None)

@@ -63,6 +63,10 @@ class CriticBuildConfig:
     aux_share: float = 0.5
     """stage (iii): share of TA examples answered with a keyed auxiliary answer (``Video Lighting: dim``,
     :mod:`critic_aux`) instead of the Yes/No JSON"""
+    aux_check_share: float = 0.0
+    """stage (iii): share of the auxiliary TA examples answered with a check answer (``Check Lighting: bright`` /
+    ``match``, :func:`critic_aux.check_example`: linear in the two sides, unlike the Yes/No decision) instead of
+    naming one side (0: both recipes)"""
     short_question_share: float = 0.5
     """stage (iii): share of TA examples asked with the short warm-up question during the curriculum phases
     (a quarter of it in the mixed phase); held-out evaluation always uses the Fig. 15 template"""

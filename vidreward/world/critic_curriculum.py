@@ -15,7 +15,7 @@ from __future__ import annotations
 import random
 
 from vidreward.world import critic_data as cd
-from vidreward.world.critic_aux import aux_example
+from vidreward.world.critic_aux import aux_example, check_example
 from vidreward.world.render import RenderConfig
 from vidreward.world.scene import SceneSpec, sample_scene
 from vidreward.world.splits import split_of
@@ -50,14 +50,16 @@ def train_scene(rng: random.Random, num_frames: int) -> tuple[int, SceneSpec]:
 
 def curriculum_example(rng: random.Random, i: int, phase: int, short_share: float,
                        rcfg: RenderConfig, format_share: float = 0.0, aux_share: float = 0.0,
-                       phases: tuple[tuple[str, ...], ...] = PHASES) -> tuple[cd.CriticExample, int]:
+                       phases: tuple[tuple[str, ...], ...] = PHASES,
+                       check_share: float = 0.0) -> tuple[cd.CriticExample, int]:
     """(example, N_f) number ``i`` of a step of curriculum phase ``phase`` of ``phases``; ``rng`` is the step's
     generator for the pair ``i // 2``.
 
     ``short_share``: share of TA questions asked in the short warm-up form during the curriculum phases (a
     quarter of it in the mixed phase). ``aux_share``: share of TA examples answered with a keyed auxiliary answer
     instead (:mod:`.critic_aux`; both of a pair answer the same side, so a video-side pair names the two videos'
-    different values).
+    different values). ``check_share``: share of those auxiliary examples answered with the check answer instead
+    (:func:`.critic_aux.check_example`; drawn only when non-zero, so the other recipes' examples are unchanged).
     """
     seed, spec = train_scene(rng, rcfg.num_frames)
     n = rng.choice(N_FRAMES_CHOICES)
@@ -75,5 +77,8 @@ def curriculum_example(rng: random.Random, i: int, phase: int, short_share: floa
     short = rng.random() < (short_share if phase < len(phases) else short_share / 4)
     ex = cd.make_example(spec, dim, ("Yes", "No")[i % 2], seed, rcfg, n, facet=facet, short=short)
     if dim == "ta" and rng.random() < aux_share:
-        ex = aux_example(ex, rcfg, video_side=rng.random() < 0.5)
+        if check_share and rng.random() < check_share:
+            ex = check_example(ex, rcfg)
+        else:
+            ex = aux_example(ex, rcfg, video_side=rng.random() < 0.5)
     return ex, n
