@@ -1,5 +1,12 @@
-"""torchrun worker for tests/test_fsdp.py: one SGD step of a FSDP2-sharded tiny Wan DiT (per-block units)."""
+"""torchrun worker for tests/test_fsdp.py: one SGD step of a FSDP2-sharded tiny Wan DiT (per-block units).
 
+It leaves with ``os._exit`` after the process group is destroyed: a CI run (session 14) saw rank 1 abort at exit
+("terminate called without an active exception", SIGABRT) after its work was done, the gloo teardown race at
+interpreter finalization described in pytorch/pytorch#179291.
+"""
+
+import gc
+import os
 import sys
 
 import torch
@@ -31,7 +38,12 @@ def main() -> None:
     full = {n: p.full_tensor().detach().clone() for n, p in gen.transformer.named_parameters()}
     if info.rank == 0:
         save_file(full, out)
+    del opt, gen, full
+    gc.collect()
     cleanup_distributed()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(0)
 
 
 if __name__ == "__main__":
