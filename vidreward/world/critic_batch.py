@@ -231,19 +231,18 @@ def value_accuracy(critic: VLMCritic, examples: list[CriticExample], n_frames: i
     """Share of ``examples`` whose first weighted answer token (a decision character's token, e.g. the value word of a
     keyed auxiliary answer, :mod:`.critic_aux`) is the model's top-1 prediction under teacher forcing; for an
     auxiliary example it says whether the critic reads that side of a TA comparison (video or question)."""
+    marker = 2.0  # the weight that marks the decision characters' tokens (other answer tokens weigh 1)
     hits = []
     with torch.no_grad():
         for s in range(0, len(examples), chunk):
             part = examples[s:s + chunk]
-            batch = encode_batch(critic, part, [n_frames] * len(part), decision_weight=2.0)
+            batch = encode_batch(critic, part, [n_frames] * len(part), decision_weight=marker)
             logits = answer_logits(critic.model, batch, video_features(critic.model, batch))  # [N, V]
-            rows = batch.answer_positions[:, 0]  # [N] example of each target
-            heavy = (batch.weights[batch.labels >= 0] == 2.0).tolist()
-            targets = batch.labels[batch.labels >= 0]
-            first: dict[int, int] = {}
-            for n, (row, is_heavy) in enumerate(zip(rows.tolist(), heavy)):
-                if is_heavy and row not in first:
-                    first[row] = n
+            targets = batch.labels[batch.labels >= 0]  # [N]
+            heavy = (batch.weights[batch.labels >= 0] == marker).nonzero().flatten()  # [H] rows of weighted targets
+            first: dict[int, int] = {}  # example -> its first weighted target's row
+            for n, example in zip(heavy.tolist(), batch.answer_positions[heavy, 0].tolist()):
+                first.setdefault(example, n)
             if len(first) != len(part):
                 raise ValueError("value_accuracy needs a weighted decision character in every example's answer")
             hits += [int(logits[n].argmax() == targets[n]) for n in first.values()]

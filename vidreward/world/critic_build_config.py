@@ -53,7 +53,8 @@ class CriticBuildConfig:
     align_rescale_tokens: bool = False
     """at the end of stage (i), scale the merged visual tokens to the word embeddings' mean norm
     (:func:`critic_align.rescale_visual_tokens`; the word scores are cosines, so stage (i)'s result is unchanged;
-    no recipe uses it yet: not measured in a build)"""
+    off in both recipes: in the one session-14 build with it, phase 0 was learnt sooner but Phy stayed at chance,
+    see docs/world_critic.md)"""
     caption_steps: int = 150
     """stage (ii) steps"""
     caption_lr: float = 1e-3
