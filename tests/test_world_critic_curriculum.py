@@ -56,3 +56,21 @@ def test_a_configured_curriculum_draws_its_own_phases_and_sets_vision_tuning():
     assert {e.facet for e in first if e.dimension != "caption"} == {"vq", "Lighting"}
     later = [curriculum_example(random.Random(f"q{k // 2}"), k, 1, 0.0, CFG, phases=phases)[0] for k in range(64)]
     assert {e.facet for e in later if e.dimension != "caption"} == {"vq", "Lighting", "phy"}
+
+
+def test_replay_share_sets_the_later_phase_split_and_zero_replays_nothing():
+    phase = PHASES.index(("Object(s)",))
+
+    def new_share(replay_share: float) -> float:
+        drawn = [curriculum_example(random.Random(f"r{k // 2}"), k, phase, 0.0, CFG, replay_share=replay_share)[0]
+                 for k in range(256)]
+        units = [e.facet for e in drawn if e.dimension != "caption"]
+        return units.count("Object(s)") / len(units)
+
+    assert new_share(0.0) == 1.0
+    assert 0.65 < new_share(0.25) < 0.85  # 3/4 new: 240-odd units drawn, sd about 0.03
+    assert 0.4 < new_share(0.5) < 0.6
+    # the default is 0.5: the examples of both recipes are unchanged by the option
+    default = [curriculum_example(random.Random(f"d{k // 2}"), k, phase, 0.0, CFG)[0] for k in range(16)]
+    half = [curriculum_example(random.Random(f"d{k // 2}"), k, phase, 0.0, CFG, replay_share=0.5)[0] for k in range(16)]
+    assert [(e.facet, e.scene, e.label) for e in default] == [(e.facet, e.scene, e.label) for e in half]

@@ -30,6 +30,7 @@ def main() -> None:
     parser.add_argument("--out", required=True, help="where the variant's best critic is exported")
     parser.add_argument("--phases", required=True, help='e.g. "Lighting;Environment;Color Requirement;vq;phy"')
     parser.add_argument("--check-share", type=float, default=0.0, help="CriticBuildConfig.aux_check_share")
+    parser.add_argument("--replay-share", type=float, default=0.5, help="CriticBuildConfig.replay_share")
     parser.add_argument("--phase-max-steps", type=int, default=600, help="CriticBuildConfig.phase_max_steps")
     parser.add_argument("--mixed-steps", type=int, default=3000, help="CriticBuildConfig.mixed_steps")
     parser.add_argument("--rescale-tokens", action="store_true",
@@ -49,7 +50,8 @@ def main() -> None:
     shutil.copytree(ends[1], work / "checkpoints" / ends[1].name)
     phases = tuple(tuple(u.strip() for u in p.split(",")) for p in args.phases.split(";"))
     cfg = temporal_recipe(threads=args.threads, work_dir=str(work), out_dir=args.out, phases=phases,
-                          aux_check_share=args.check_share, phase_max_steps=args.phase_max_steps,
+                          aux_check_share=args.check_share, replay_share=args.replay_share,
+                          phase_max_steps=args.phase_max_steps,
                           mixed_steps=args.mixed_steps, align_rescale_tokens=args.rescale_tokens,
                           deadline_minutes=args.minutes)
     run_build(cfg)

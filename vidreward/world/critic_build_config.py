@@ -68,6 +68,9 @@ class CriticBuildConfig:
     """stage (iii): share of the auxiliary TA examples answered with a check answer (``Check Lighting: bright`` /
     ``match``, :func:`critic_aux.check_example`: linear in the two sides, unlike the Yes/No decision) instead of
     naming one side (0: both recipes)"""
+    replay_share: float = 0.5
+    """stage (iii): share of a later curriculum phase's examples that replay the units of earlier phases (the rest
+    train the phase's own units)"""
     short_question_share: float = 0.5
     """stage (iii): share of TA examples asked with the short warm-up question during the curriculum phases
     (a quarter of it in the mixed phase); held-out evaluation always uses the Fig. 15 template"""

@@ -2,8 +2,8 @@
 
 Units are TA facets (one Fig. 15 question per facet), then the reference-guided VQ (Fig. 17) and Phy (Fig. 16)
 queries, then Vanilla. Curriculum phase k trains its units (:data:`PHASES`; the first phase mixes the three facets
-that the aligned visual tokens carry best) on half of the batch and replays the units of earlier phases on the other
-half; after the last phase, every dimension is drawn uniformly. 6% of the examples are caption replays, and a
+that the aligned visual tokens carry best) on half of the batch (``replay_share``) and replays the units of earlier
+phases on the other half; after the last phase, every dimension is drawn uniformly. 6% of the examples are caption replays, and a
 ``format_share`` of the curriculum-phase examples come from any unit (so every answer format, e.g. the Phy / VQ
 JSON, is learnt from the start even when a deadline ends the curriculum early).
 Examples 2j and 2j+1 of a step share scene, unit and N_f and have opposite labels (Yes, No), so only the video
@@ -51,7 +51,7 @@ def train_scene(rng: random.Random, num_frames: int) -> tuple[int, SceneSpec]:
 def curriculum_example(rng: random.Random, i: int, phase: int, short_share: float,
                        rcfg: RenderConfig, format_share: float = 0.0, aux_share: float = 0.0,
                        phases: tuple[tuple[str, ...], ...] = PHASES,
-                       check_share: float = 0.0) -> tuple[cd.CriticExample, int]:
+                       check_share: float = 0.0, replay_share: float = 0.5) -> tuple[cd.CriticExample, int]:
     """(example, N_f) number ``i`` of a step of curriculum phase ``phase`` of ``phases``; ``rng`` is the step's
     generator for the pair ``i // 2``.
 
@@ -60,6 +60,8 @@ def curriculum_example(rng: random.Random, i: int, phase: int, short_share: floa
     instead (:mod:`.critic_aux`; both of a pair answer the same side, so a video-side pair names the two videos'
     different values). ``check_share``: share of those auxiliary examples answered with the check answer instead
     (:func:`.critic_aux.check_example`; drawn only when non-zero, so the other recipes' examples are unchanged).
+    ``replay_share``: share of a later curriculum phase's examples (after the caption and format draws) that replay
+    the units of earlier phases (0.5 in both recipes).
     """
     seed, spec = train_scene(rng, rcfg.num_frames)
     n = rng.choice(N_FRAMES_CHOICES)
@@ -69,7 +71,7 @@ def curriculum_example(rng: random.Random, i: int, phase: int, short_share: floa
         unit = rng.choice([u for units in phases for u in units])
     elif phase < len(phases):
         earlier = [u for units in phases[:phase] for u in units]
-        unit = rng.choice(phases[phase]) if (phase == 0 or rng.random() < 0.5) else rng.choice(earlier)
+        unit = rng.choice(phases[phase]) if (phase == 0 or rng.random() < 1 - replay_share) else rng.choice(earlier)
     else:
         dim = rng.choice(cd.DIMENSIONS)
         unit = rng.choice(cd.TA_FACETS) if dim == "ta" else dim
