@@ -49,20 +49,23 @@ def test_build_runs_every_phase_and_exports_the_best_critic(tiny_build):
 
 def test_stage_ends_are_kept_and_start_a_stage_three_variant(tiny_build, tmp_path, caplog):
     """The ends of stages 1 and 2 survive the pruning of ``checkpoints``; the end of stage 2, copied into a new work
-    dir, starts stage (iii) at its first step with another curriculum (one phase, then the mixed one)."""
+    dir, starts stage (iii) at its first step with another curriculum (two phases, then the mixed one); a unit's
+    ``unit_max_steps`` overrides ``phase_max_steps``."""
     cfg, _ = tiny_build
     ends = sorted(p.name for p in (Path(cfg.work_dir) / "stage_ends").iterdir())
     assert ends == ["step-000002", "step-000004"]  # align_steps = 2, then caption_steps = 2
     assert load_checkpoint(Path(cfg.work_dir) / "stage_ends" / ends[1]).state.extra["stage"] == "instruct"
     branch = dataclasses.replace(cfg, work_dir=str(tmp_path / "work"), out_dir=str(tmp_path / "out"),
-                                 phases=(("Lighting",),))
+                                 phases=(("Lighting",), ("vq",)), unit_max_steps={"vq": 2})
     shutil.copytree(Path(cfg.work_dir) / "init", Path(branch.work_dir) / "init")
     shutil.copytree(Path(cfg.work_dir) / "stage_ends" / ends[1], Path(branch.work_dir) / "checkpoints" / ends[1])
     with caplog.at_level(logging.INFO, logger="vidreward.world.build_critic"):
         run_build(branch)
     assert "(stage instruct, step 0)" in caplog.text and "stage 1 step" not in caplog.text
     state = load_checkpoint(resolve_resume("auto", Path(branch.work_dir) / "checkpoints")).state.extra
-    assert (state["stage"], state["phase"], state["stage_step"]) == ("done", 1, 3)  # 1 Lighting step + 2 mixed
+    # 1 Lighting step (phase_max_steps), 2 vq steps (its override), 2 mixed
+    assert (state["stage"], state["phase"], state["stage_step"]) == ("done", 2, 5)
+    assert "phase vq ends after 2 steps" in caplog.text
 
 
 def test_rerun_resumes_the_finished_build(tiny_build, caplog):

@@ -32,6 +32,7 @@ def main() -> None:
     parser.add_argument("--check-share", type=float, default=0.0, help="CriticBuildConfig.aux_check_share")
     parser.add_argument("--replay-share", type=float, default=0.5, help="CriticBuildConfig.replay_share")
     parser.add_argument("--phase-max-steps", type=int, default=600, help="CriticBuildConfig.phase_max_steps")
+    parser.add_argument("--unit-max-steps", default="", help='CriticBuildConfig.unit_max_steps, e.g. "vq=600,phy=600"')
     parser.add_argument("--mixed-steps", type=int, default=3000, help="CriticBuildConfig.mixed_steps")
     parser.add_argument("--rescale-tokens", action="store_true",
                         help="record align_rescale_tokens in the config (it acts in stage 1: set it when the source "
@@ -49,7 +50,8 @@ def main() -> None:
     shutil.copytree(source / "init", work / "init")
     shutil.copytree(ends[1], work / "checkpoints" / ends[1].name)
     phases = tuple(tuple(u.strip() for u in p.split(",")) for p in args.phases.split(";"))
-    cfg = temporal_recipe(threads=args.threads, work_dir=str(work), out_dir=args.out, phases=phases,
+    unit_max = {k.strip(): int(v) for k, v in (kv.split("=") for kv in args.unit_max_steps.split(",") if kv)}
+    cfg = temporal_recipe(threads=args.threads, work_dir=str(work), out_dir=args.out, phases=phases, unit_max_steps=unit_max,
                           aux_check_share=args.check_share, replay_share=args.replay_share,
                           phase_max_steps=args.phase_max_steps,
                           mixed_steps=args.mixed_steps, align_rescale_tokens=args.rescale_tokens,

@@ -90,6 +90,9 @@ class CriticBuildConfig:
     """stage (iii): steps before a phase may end"""
     phase_max_steps: int = 400
     """stage (iii): steps per unit of a phase after which the phase ends anyway (a 3-unit phase: 1200)"""
+    unit_max_steps: dict[str, int] = field(default_factory=dict)
+    """stage (iii): per-unit overrides of ``phase_max_steps`` (e.g. ``{"vq": 600}``: a unit whose steps tune the vision
+    tower costs ~3x a frozen-tower step)"""
     phase_target: float = 0.9
     """stage (iii): running decision accuracy of the phase's new units that ends the phase"""
     mixed_steps: int = 3000
