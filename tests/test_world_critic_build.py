@@ -105,3 +105,17 @@ def test_the_temporal_recipe_differs_from_the_session10_one_only_where_it_says()
     assert changed == {"arch", "align_steps", "align_physics", "align_heads_weight", "scored_decision_only", "phases",
                        "phase_max_steps", "seed"}
     assert temporal["arch"]["temporal_patch_size"] == 10 and sorted(map(tuple, temporal["phases"])) == sorted(PHASES)
+
+
+def test_the_checks_recipe_differs_from_the_temporal_one_only_in_stage_three():
+    from dataclasses import asdict
+
+    from vidreward.world.critic_build_config import CHECKS_PHASES, checks_recipe, temporal_recipe
+
+    temporal, checks = asdict(temporal_recipe()), asdict(checks_recipe())
+    changed = {k for k in temporal if temporal[k] != checks[k]}
+    assert changed == {"phases", "aux_check_share", "replay_share", "phase_max_steps", "unit_max_steps"}
+    assert sorted(map(tuple, checks["phases"])) == sorted((u,) for units in PHASES for u in units)  # each unit once
+    assert CHECKS_PHASES[:3] == (("Color Requirement",), ("Lighting",), ("Environment",))
+    assert (checks["aux_check_share"], checks["replay_share"], checks["unit_max_steps"]) == (1.0, 0.25,
+                                                                                            {"vq": 600, "phy": 600})

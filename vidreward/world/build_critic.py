@@ -63,7 +63,7 @@ from vidreward.world.critic_align import (
     rescale_visual_tokens,
 )
 from vidreward.world.critic_batch import check_same_path, evaluate, grouped_loss
-from vidreward.world.critic_build_config import CriticBuildConfig, temporal_recipe
+from vidreward.world.critic_build_config import CriticBuildConfig, checks_recipe, temporal_recipe
 from vidreward.world.critic_curriculum import (
     N_FRAMES_CHOICES,
     curriculum_example,
@@ -303,8 +303,8 @@ def _info(cfg: CriticBuildConfig, ex: dict) -> dict:
 def run_command(args) -> int:
     """``vidreward world build critic`` (``--work-dir``, ``--out``, ``--seed``, ``--threads``, ``--critic-minutes``,
     ``--critic-recipe`` of the build parser)."""
-    cfg = CriticBuildConfig(seed=args.seed, threads=args.threads) if args.critic_recipe == "session10" else \
-        temporal_recipe(seed=args.seed, threads=args.threads)
+    recipe = {"checks": checks_recipe, "temporal": temporal_recipe, "session10": CriticBuildConfig}[args.critic_recipe]
+    cfg = recipe(seed=args.seed, threads=args.threads)
     if args.critic_minutes:
         cfg.deadline_minutes = args.critic_minutes
     if args.work_dir:

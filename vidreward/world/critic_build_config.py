@@ -116,3 +116,20 @@ def temporal_recipe(**overrides) -> CriticBuildConfig:
     settings = dict(arch=CriticArch(temporal_patch_size=10), align_steps=5000, align_physics=True,
                     align_heads_weight=1.0, scored_decision_only=True, phases=phases, phase_max_steps=600)
     return CriticBuildConfig(**(settings | overrides))
+
+
+#: stage (iii) curriculum of :func:`checks_recipe`: one unit per phase, the facets that session 15's branches learnt
+#: first (Colour, Lighting, Environment), then VQ, Phy and Vanilla, then the facets not yet learnt in any build
+CHECKS_PHASES: tuple[tuple[str, ...], ...] = (("Color Requirement",), ("Lighting",), ("Environment",), ("vq",),
+                                              ("phy",), ("vanilla",), ("Object Location / Spatial Distribution",),
+                                              ("Objects' Motion",), ("Object(s)",))
+
+
+def checks_recipe(**overrides) -> CriticBuildConfig:
+    """The session-15 recipe (``--critic-recipe checks``): :func:`temporal_recipe` with every auxiliary TA answer a
+    check answer (``aux_check_share`` 1, :func:`critic_aux.check_example`), one unit per curriculum phase
+    (:data:`CHECKS_PHASES`) trained on three quarters of the batch (``replay_share`` 0.25), up to 1200 steps per
+    facet and 600 for VQ and Phy (whose steps tune the vision tower)."""
+    settings = dict(phases=CHECKS_PHASES, aux_check_share=1.0, replay_share=0.25, phase_max_steps=1200,
+                    unit_max_steps={"vq": 600, "phy": 600})
+    return temporal_recipe(**(settings | overrides))
