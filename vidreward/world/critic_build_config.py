@@ -38,11 +38,11 @@ class CriticBuildConfig:
     """stage (i) weight of the per-group (colour / shape / size) cross-entropy on object tokens"""
     align_quality_weight: float = 0.0
     """stage (i) weight of the softmax cross-entropy over the image-quality words (noise / blur / flicker) on tokens
-    of a defective video (0: both recipes; the session-10 one, whose per-token quality accuracy stayed at 0.49)"""
+    of a defective video (0: every recipe; the session-10 one, whose per-token quality accuracy stayed at 0.49)"""
     align_visible_defects: bool = True
     """stage (i): name a blur / flicker defect only on the tokens whose pixels show it (object edges; a patch whose
     two frames differ in shift), leaving the quality words unscored on the defective video's other tokens
-    (:mod:`critic_concepts`; both recipes since session 10); False: every token of a blurred video and
+    (:mod:`critic_concepts`; every recipe since session 10); False: every token of a blurred video and
     every token of a patch holding a shifted frame (the session-8 critic)"""
     align_physics: bool = False
     """stage (i): draw physics corruptions too (deformation, teleport, interpenetration) and give the object tokens
@@ -53,8 +53,8 @@ class CriticBuildConfig:
     align_rescale_tokens: bool = False
     """at the end of stage (i), scale the merged visual tokens to the word embeddings' mean norm
     (:func:`critic_align.rescale_visual_tokens`; the word scores are cosines, so stage (i)'s result is unchanged;
-    off in both recipes: in the one session-14 build with it, phase 0 was learnt sooner but Phy stayed at chance,
-    see docs/world_critic.md)"""
+    off in every recipe: in session 14's build with it phase 0 was learnt sooner but Phy stayed at chance; session
+    15's branch with it learnt Phy but not Environment; see docs/world_critic.md)"""
     caption_steps: int = 150
     """stage (ii) steps"""
     caption_lr: float = 1e-3
@@ -67,7 +67,7 @@ class CriticBuildConfig:
     aux_check_share: float = 0.0
     """stage (iii): share of the auxiliary TA examples answered with a check answer (``Check Lighting: bright`` /
     ``match``, :func:`critic_aux.check_example`: linear in the two sides, unlike the Yes/No decision) instead of
-    naming one side (0: both recipes)"""
+    naming one side (0 in the session-10 and temporal recipes, 1 in the checks recipe)"""
     replay_share: float = 0.5
     """stage (iii): share of a later curriculum phase's examples that replay the units of earlier phases (the rest
     train the phase's own units)"""
@@ -107,8 +107,8 @@ class CriticBuildConfig:
 
 
 def temporal_recipe(**overrides) -> CriticBuildConfig:
-    """The session-13 recipe of the shipped critic (``vidreward world build critic``, ``--critic-recipe temporal``, the
-    default; the dataclass defaults are the session-10 recipe, ``--critic-recipe session10``): a whole clip of up to 10
+    """The session-13 recipe (``--critic-recipe temporal``; shipped in sessions 13-14; the dataclass defaults are the
+    session-10 recipe, ``--critic-recipe session10``): a whole clip of up to 10
     frames in one temporal patch, stage (i) with physics corruptions and the classification heads for 5000 steps,
     balanced Phy decisions, Phy right after VQ and longer phases (its steps are ~3x faster than the session-10
     recipe's)."""
@@ -126,7 +126,8 @@ CHECKS_PHASES: tuple[tuple[str, ...], ...] = (("Color Requirement",), ("Lighting
 
 
 def checks_recipe(**overrides) -> CriticBuildConfig:
-    """The session-15 recipe (``--critic-recipe checks``): :func:`temporal_recipe` with every auxiliary TA answer a
+    """The session-15 recipe of the shipped critic (``vidreward world build critic``, ``--critic-recipe checks``, the
+    default): :func:`temporal_recipe` with every auxiliary TA answer a
     check answer (``aux_check_share`` 1, :func:`critic_aux.check_example`), one unit per curriculum phase
     (:data:`CHECKS_PHASES`) trained on three quarters of the batch (``replay_share`` 0.25), up to 1200 steps per
     facet and 600 for VQ and Phy (whose steps tune the vision tower)."""

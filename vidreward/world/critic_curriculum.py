@@ -61,7 +61,7 @@ def curriculum_example(rng: random.Random, i: int, phase: int, short_share: floa
     different values). ``check_share``: share of those auxiliary examples answered with the check answer instead
     (:func:`.critic_aux.check_example`; drawn only when non-zero, so the other recipes' examples are unchanged).
     ``replay_share``: share of a later curriculum phase's examples (after the caption and format draws) that replay
-    the units of earlier phases (0.5 in both recipes).
+    the units of earlier phases (0.5 in the session-10 and temporal recipes, 0.25 in the checks recipe).
     """
     seed, spec = train_scene(rng, rcfg.num_frames)
     n = rng.choice(N_FRAMES_CHOICES)
