@@ -107,8 +107,8 @@ class CriticBuildConfig:
 
 
 def temporal_recipe(**overrides) -> CriticBuildConfig:
-    """The session-13 recipe (``--critic-recipe temporal``; shipped in sessions 13-14; the dataclass defaults are the
-    session-10 recipe, ``--critic-recipe session10``): a whole clip of up to 10
+    """The session-13 recipe of the shipped critic (``vidreward world build critic``, ``--critic-recipe temporal``, the
+    default; the dataclass defaults are the session-10 recipe, ``--critic-recipe session10``): a whole clip of up to 10
     frames in one temporal patch, stage (i) with physics corruptions and the classification heads for 5000 steps,
     balanced Phy decisions, Phy right after VQ and longer phases (its steps are ~3x faster than the session-10
     recipe's)."""
@@ -126,11 +126,15 @@ CHECKS_PHASES: tuple[tuple[str, ...], ...] = (("Color Requirement",), ("Lighting
 
 
 def checks_recipe(**overrides) -> CriticBuildConfig:
-    """The session-15 recipe of the shipped critic (``vidreward world build critic``, ``--critic-recipe checks``, the
-    default): :func:`temporal_recipe` with every auxiliary TA answer a
+    """The session-15 recipe (``--critic-recipe checks``): :func:`temporal_recipe` with every auxiliary TA answer a
     check answer (``aux_check_share`` 1, :func:`critic_aux.check_example`), one unit per curriculum phase
     (:data:`CHECKS_PHASES`) trained on three quarters of the batch (``replay_share`` 0.25), up to 1200 steps per
-    facet and 600 for VQ and Phy (whose steps tune the vision tower)."""
+    facet and 600 for VQ and Phy (whose steps tune the vision tower).
+
+    Not shipped: its session-15 build scored higher than the shipped critic on fresh held-out seeds (0.664 against
+    0.609), but half of its TA examples (``aux_share`` 0.5) answer the Fig. 15 question with ``Check <facet>:``, so
+    greedy decoding opens every TA answer with the check head instead of the JSON, and the world records' reference
+    answers (:mod:`vidreward.world.drf_data`) parse for none of 32 prompts (docs/world_critic.md)."""
     settings = dict(phases=CHECKS_PHASES, aux_check_share=1.0, replay_share=0.25, phase_max_steps=1200,
                     unit_max_steps={"vq": 600, "phy": 600})
     return temporal_recipe(**(settings | overrides))
