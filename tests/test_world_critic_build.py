@@ -114,7 +114,8 @@ def test_the_checks_recipe_differs_from_the_temporal_one_only_in_stage_three():
 
     temporal, checks = asdict(temporal_recipe()), asdict(checks_recipe())
     changed = {k for k in temporal if temporal[k] != checks[k]}
-    assert changed == {"phases", "aux_check_share", "replay_share", "phase_max_steps", "unit_max_steps"}
+    assert changed == {"phases", "aux_share", "aux_check_share", "replay_share", "phase_max_steps", "unit_max_steps"}
+    assert checks["aux_share"] < 0.5  # the JSON answers outnumber the check answers to the same question
     assert sorted(map(tuple, checks["phases"])) == sorted((u,) for units in PHASES for u in units)  # each unit once
     assert CHECKS_PHASES[:3] == (("Color Requirement",), ("Lighting",), ("Environment",))
     assert (checks["aux_check_share"], checks["replay_share"], checks["unit_max_steps"]) == (1.0, 0.25,

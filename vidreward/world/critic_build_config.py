@@ -127,14 +127,13 @@ CHECKS_PHASES: tuple[tuple[str, ...], ...] = (("Color Requirement",), ("Lighting
 
 def checks_recipe(**overrides) -> CriticBuildConfig:
     """The session-15 recipe (``--critic-recipe checks``): :func:`temporal_recipe` with every auxiliary TA answer a
-    check answer (``aux_check_share`` 1, :func:`critic_aux.check_example`), one unit per curriculum phase
-    (:data:`CHECKS_PHASES`) trained on three quarters of the batch (``replay_share`` 0.25), up to 1200 steps per
-    facet and 600 for VQ and Phy (whose steps tune the vision tower).
+    check answer (``aux_check_share`` 1, :func:`critic_aux.check_example`) on 40% of the TA examples (``aux_share``),
+    one unit per curriculum phase (:data:`CHECKS_PHASES`) trained on three quarters of the batch (``replay_share``
+    0.25), up to 1200 steps per facet and 600 for VQ and Phy (whose steps tune the vision tower).
 
-    Not shipped: its session-15 build scored higher than the shipped critic on fresh held-out seeds (0.664 against
-    0.609), but half of its TA examples (``aux_share`` 0.5) answer the Fig. 15 question with ``Check <facet>:``, so
-    greedy decoding opens every TA answer with the check head instead of the JSON, and the world records' reference
-    answers (:mod:`vidreward.world.drf_data`) parse for none of 32 prompts (docs/world_critic.md)."""
-    settings = dict(phases=CHECKS_PHASES, aux_check_share=1.0, replay_share=0.25, phase_max_steps=1200,
-                    unit_max_steps={"vq": 600, "phy": 600})
+    ``aux_share`` is 0.4, not 0.5: the auxiliary answers share the Fig. 15 question with the JSON ones, and at 0.5 the
+    first session-15 build's greedy TA replies all opened with ``Check <facet>:`` instead of the JSON, so the world
+    records' reference answers (:mod:`vidreward.world.drf_data`) parsed for none of 32 prompts (docs/world_critic.md)."""
+    settings = dict(phases=CHECKS_PHASES, aux_share=0.4, aux_check_share=1.0, replay_share=0.25,
+                    phase_max_steps=1200, unit_max_steps={"vq": 600, "phy": 600})
     return temporal_recipe(**(settings | overrides))
