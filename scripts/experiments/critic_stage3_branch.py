@@ -9,6 +9,14 @@ model start. Session 14's Colour experiments:
         --work runs/branch_colour --out runs/branch_colour_out --phases "Color Requirement" --check-share 1 \\
         --phase-max-steps 1500 --mixed-steps 1
 
+Session 15's run C (one unit per phase, three quarters of the batch on the new unit; C also passed --rescale-tokens,
+as its source build had used it):
+
+    .venv/bin/python scripts/experiments/critic_stage3_branch.py --from-work runs/world_critic_build \
+        --work runs/branch_c --out runs/branch_c_out --check-share 1 --replay-share 0.25 --phase-max-steps 1200 \
+        --unit-max-steps "vq=600,phy=600" --phases "Color Requirement;Lighting;Environment;vq;phy;vanilla;\
+Object Location / Spatial Distribution;Objects' Motion;Object(s)"
+
 Phases are separated by ";" and the units of a phase by "," (TA facet names, "vq", "phy", "vanilla").
 """
 
@@ -51,11 +59,10 @@ def main() -> None:
     shutil.copytree(ends[1], work / "checkpoints" / ends[1].name)
     phases = tuple(tuple(u.strip() for u in p.split(",")) for p in args.phases.split(";"))
     unit_max = {k.strip(): int(v) for k, v in (kv.split("=") for kv in args.unit_max_steps.split(",") if kv)}
-    cfg = temporal_recipe(threads=args.threads, work_dir=str(work), out_dir=args.out, phases=phases, unit_max_steps=unit_max,
+    cfg = temporal_recipe(threads=args.threads, work_dir=str(work), out_dir=args.out, phases=phases,
                           aux_check_share=args.check_share, replay_share=args.replay_share,
-                          phase_max_steps=args.phase_max_steps,
-                          mixed_steps=args.mixed_steps, align_rescale_tokens=args.rescale_tokens,
-                          deadline_minutes=args.minutes)
+                          phase_max_steps=args.phase_max_steps, unit_max_steps=unit_max, mixed_steps=args.mixed_steps,
+                          align_rescale_tokens=args.rescale_tokens, deadline_minutes=args.minutes)
     run_build(cfg)
 
 
