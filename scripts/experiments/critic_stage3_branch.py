@@ -12,9 +12,9 @@ model start. Session 14's Colour experiments:
 Session 15's run C (one unit per phase, three quarters of the batch on the new unit; C also passed --rescale-tokens,
 as its source build had used it):
 
-    .venv/bin/python scripts/experiments/critic_stage3_branch.py --from-work runs/world_critic_build \
-        --work runs/branch_c --out runs/branch_c_out --check-share 1 --replay-share 0.25 --phase-max-steps 1200 \
-        --unit-max-steps "vq=600,phy=600" --phases "Color Requirement;Lighting;Environment;vq;phy;vanilla;\
+    .venv/bin/python scripts/experiments/critic_stage3_branch.py --from-work runs/world_critic_build \\
+        --work runs/branch_c --out runs/branch_c_out --check-share 1 --replay-share 0.25 --phase-max-steps 1200 \\
+        --unit-max-steps "vq=600,phy=600" --phases "Color Requirement;Lighting;Environment;vq;phy;vanilla;\\
 Object Location / Spatial Distribution;Objects' Motion;Object(s)"
 
 Phases are separated by ";" and the units of a phase by "," (TA facet names, "vq", "phy", "vanilla").
