@@ -44,6 +44,8 @@ def main() -> None:
             "acc": evaluate(critic, examples)["ta"], "shuffled": evaluate(critic, examples, shuffle=True)["ta"],
             "reads_video": value_accuracy(critic, [aux_example(ex, rcfg, video_side=True) for ex in examples]),
             "reads_question": value_accuracy(critic, [aux_example(ex, rcfg, video_side=False) for ex in examples])}
+    # the dimension rows are the build's own held-out set (at --per-row 48 exactly the one that picked the build's
+    # export), so unlike the facet rows above they are not an independent measure of an exported critic
     held = cd.held_out_examples(args.per_row, rcfg)
     acc, shuffled = evaluate(critic, held), evaluate(critic, held, shuffle=True)
     rows.update({dim: {"acc": acc[dim], "shuffled": shuffled[dim]} for dim in acc})
