@@ -70,19 +70,24 @@ def aux_example(ex: CriticExample, rcfg: RenderConfig, video_side: bool,
     The space before the value is the one decision character, so ``encode_batch`` weights the value's first token
     (" dim") like a decision; ``label`` and ``eval_char`` are None, so it is never scored as a Yes/No.
     """
-    if ex.dimension != "ta" or ex.scene is None:
-        raise ValueError(f"auxiliary answers need a TA example with its scene, not {ex.dimension!r}")
+    _require_ta(ex, "auxiliary")
     scene = video_scene(ex.scene, ex.source, ex.seed, rcfg)[0] if video_side else ex.scene
-    head = (heads or aux_heads(ex.facet))[0 if video_side else 1]
-    answer = f"{head} {facet_value(scene, ex.facet)}"
-    return dataclasses.replace(ex, answer=answer, label=None, decision_chars=[len(head)], eval_char=None)
+    return _keyed_answer(ex, (heads or aux_heads(ex.facet))[0 if video_side else 1], facet_value(scene, ex.facet))
 
 
 def check_example(ex: CriticExample, rcfg: RenderConfig) -> CriticExample:
     """``ex`` (a TA example) answered with its check answer, ``Check <facet>: <value>`` (:func:`check_value`; the
     value's first token weighs like a decision; unscored as a Yes/No, like :func:`aux_example`)."""
-    if ex.dimension != "ta" or ex.scene is None:
-        raise ValueError(f"check answers need a TA example with its scene, not {ex.dimension!r}")
-    head = f"Check {ex.facet}:"
+    _require_ta(ex, "check")
     value = check_value(ex.scene, video_scene(ex.scene, ex.source, ex.seed, rcfg)[0], ex.facet)
+    return _keyed_answer(ex, f"Check {ex.facet}:", value)
+
+
+def _require_ta(ex: CriticExample, kind: str) -> None:
+    if ex.dimension != "ta" or ex.scene is None:
+        raise ValueError(f"{kind} answers need a TA example with its scene, not {ex.dimension!r}")
+
+
+def _keyed_answer(ex: CriticExample, head: str, value: str) -> CriticExample:
+    """``ex`` answered ``"<head> <value>"``: the space after the head is its one decision character; no Yes/No label."""
     return dataclasses.replace(ex, answer=f"{head} {value}", label=None, decision_chars=[len(head)], eval_char=None)
