@@ -257,8 +257,9 @@ def run_build(cfg: CriticBuildConfig) -> dict:
             logger.info("stage 3 step %d phase %d/%d (%s) loss %.3f running acc %.3f", step, phase, total,
                         "+".join(units or ("mixed",)), loss, run_acc)
         done_phase = ex["phase_step"] >= cfg.phase_min_steps and len(recent) >= 60 and run_acc >= cfg.phase_target
-        max_steps = sum(cfg.unit_max_steps.get(u, cfg.phase_max_steps) for u in units or ())
-        if units is not None and (done_phase or ex["phase_step"] >= max_steps):
+        out_of_steps = units is not None and ex["phase_step"] >= sum(
+            cfg.unit_max_steps.get(u, cfg.phase_max_steps) for u in units)
+        if units is not None and (done_phase or out_of_steps):
             logger.info("phase %s ends after %d steps (running acc %.3f)", "+".join(units), ex["phase_step"], run_acc)
             ex.update(phase=phase + 1, phase_step=0, recent=[])
         build_minutes = sum(ex["minutes"].values()) + (time.time() - mark[0]) / 60  # over every (resumed) run

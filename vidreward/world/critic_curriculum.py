@@ -2,10 +2,10 @@
 
 Units are TA facets (one Fig. 15 question per facet), then the reference-guided VQ (Fig. 17) and Phy (Fig. 16)
 queries, then Vanilla. Curriculum phase k trains its units (:data:`PHASES`; the first phase mixes the three facets
-that the aligned visual tokens carry best) on half of the batch (``replay_share``) and replays the units of earlier
-phases on the other half; after the last phase, every dimension is drawn uniformly. 6% of the examples are caption replays, and a
-``format_share`` of the curriculum-phase examples come from any unit (so every answer format, e.g. the Phy / VQ
-JSON, is learnt from the start even when a deadline ends the curriculum early).
+that the aligned visual tokens carry best) on half of the batch and replays the units of earlier phases on the other
+half (``replay_share``); after the last phase, every dimension is drawn uniformly. 6% of the examples are caption
+replays, and a ``format_share`` of the curriculum-phase examples come from any unit (so every answer format, e.g. the
+Phy / VQ JSON, is learnt from the start even when a deadline ends the curriculum early).
 Examples 2j and 2j+1 of a step share scene, unit and N_f and have opposite labels (Yes, No), so only the video
 tells them apart. Training scenes come from the world's train split only.
 """
