@@ -120,3 +120,18 @@ def test_the_checks_recipe_differs_from_the_temporal_one_only_in_stage_three():
     assert CHECKS_PHASES[:3] == (("Color Requirement",), ("Lighting",), ("Environment",))
     assert (checks["aux_check_share"], checks["replay_share"], checks["unit_max_steps"]) == (1.0, 0.25,
                                                                                             {"vq": 600, "phy": 600})
+
+
+def test_the_shipped_critic_was_built_by_the_commands_default_recipe():
+    """`vidreward world build critic --threads 2` (the default recipe) has exactly the config that the shipped critic's
+    critic_build.json records, so the command rebuilds the shipped critic's recipe."""
+    from dataclasses import asdict
+
+    from vidreward.cli import build_parser
+    from vidreward.world.critic_build_config import ASSET_DIR, checks_recipe
+
+    args = build_parser().parse_args(["world", "build", "critic", "--threads", "2"])
+    assert args.critic_recipe == "checks"
+    recorded = json.loads((Path(ASSET_DIR) / "critic_build.json").read_text())["config"]
+    expected = json.loads(json.dumps(asdict(checks_recipe(threads=2)) | {"out_dir": None, "work_dir": None}))
+    assert recorded == expected

@@ -135,11 +135,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     build.add_argument("--critic-minutes", type=float, default=None,
                        help="critic: wall-clock minutes of the whole build (all stages, summed over resumed runs) after "
                             "which stage (iii) stops (default: the recipe's 88)")
-    build.add_argument("--critic-recipe", choices=("checks", "temporal", "session10"), default="temporal",
-                       help="critic: the session-13 recipe of the shipped critic (critic_build_config."
-                            "temporal_recipe: 10 frames per temporal patch, stage (i) heads for motion / physics / "
-                            "quality, balanced Phy decisions), the session-15 one (checks_recipe: the temporal one "
-                            "with check answers and one unit per curriculum phase) or the session-10 one "
+    build.add_argument("--critic-recipe", choices=("checks", "temporal", "session10"), default="checks",
+                       help="critic: the recipe of the critic shipped since session 16 (critic_build_config."
+                            "checks_recipe: the temporal one with check answers and one unit per curriculum phase), "
+                            "the session-13 one (temporal_recipe: 10 frames per temporal patch, stage (i) heads for "
+                            "motion / physics / quality, balanced Phy decisions) or the session-10 one "
                             "(CriticBuildConfig defaults)")
     build.add_argument("--ignore-vae-gate", action="store_true",
                        help="train the DiT even if the VAE gate failed (recorded in the report; for deadlines only)")

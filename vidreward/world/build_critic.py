@@ -18,12 +18,11 @@ Stages (as real VLMs are built; see ../shared/notes/world-probe.md for why a one
    "Video Lighting: dim"); the decision tokens weigh ``decision_weight``; the vision tower is tuned too from the first
    phase holding VQ or Phy on (``instruct_vision_lr``).
 
-Recipes: :func:`critic_build_config.temporal_recipe` (the shipped critic's since session 13, the command's default)
-puts a whole clip of up to 10 frames in one temporal patch, adds physics corruptions and classification heads
-(:mod:`critic_heads`) to stage 1 and balances the Phy answers' decisions; :func:`critic_build_config.checks_recipe`
-(session 15, ``--critic-recipe checks``, not shipped) keeps all of that and answers every auxiliary TA example with a
-check answer, one unit per curriculum phase; ``CriticBuildConfig()`` is the session-10 recipe
-(``--critic-recipe session10``).
+Recipes: :func:`critic_build_config.checks_recipe` (the shipped critic's since session 16, the command's default)
+is :func:`critic_build_config.temporal_recipe` (session 13, ``--critic-recipe temporal``: a whole clip of up to 10
+frames in one temporal patch, physics corruptions and classification heads (:mod:`critic_heads`) in stage 1, the Phy
+answers' decisions balanced) with every auxiliary TA example answered by a check answer and one unit per curriculum
+phase; ``CriticBuildConfig()`` is the session-10 recipe (``--critic-recipe session10``).
 
 Every ``eval_every`` steps of stage 3 the held-out renders are scored per dimension, with and without the frames
 shuffled across the batch; the best critic so far (highest mean per-dimension accuracy) is written to

@@ -107,8 +107,8 @@ class CriticBuildConfig:
 
 
 def temporal_recipe(**overrides) -> CriticBuildConfig:
-    """The session-13 recipe of the shipped critic (``vidreward world build critic``, ``--critic-recipe temporal``, the
-    default; the dataclass defaults are the session-10 recipe, ``--critic-recipe session10``): a whole clip of up to 10
+    """The session-13 recipe (shipped in sessions 13-15; ``vidreward world build critic --critic-recipe temporal``; the
+    dataclass defaults are the session-10 recipe, ``--critic-recipe session10``): a whole clip of up to 10
     frames in one temporal patch, stage (i) with physics corruptions and the classification heads for 5000 steps,
     balanced Phy decisions, Phy right after VQ and longer phases (its steps are ~3x faster than the session-10
     recipe's)."""
@@ -119,14 +119,16 @@ def temporal_recipe(**overrides) -> CriticBuildConfig:
 
 
 #: stage (iii) curriculum of :func:`checks_recipe`: one unit per phase, the facets that session 15's branches learnt
-#: first (Colour, Lighting, Environment), then VQ, Phy and Vanilla, then the facets not yet learnt in any build
+#: first (Colour, Lighting, Environment), then VQ and Phy, then Motion and Object(s) (session 16: before Vanilla, whose
+#: "No" is any broken facet, so it comes after the facets it needs), and Location last (no build has learnt it)
 CHECKS_PHASES: tuple[tuple[str, ...], ...] = (("Color Requirement",), ("Lighting",), ("Environment",), ("vq",),
-                                              ("phy",), ("vanilla",), ("Object Location / Spatial Distribution",),
-                                              ("Objects' Motion",), ("Object(s)",))
+                                              ("phy",), ("Objects' Motion",), ("Object(s)",), ("vanilla",),
+                                              ("Object Location / Spatial Distribution",))
 
 
 def checks_recipe(**overrides) -> CriticBuildConfig:
-    """The session-15 recipe (``--critic-recipe checks``): :func:`temporal_recipe` with every auxiliary TA answer a
+    """The recipe of the critic shipped since session 16 (``vidreward world build critic``, the default; session 15
+    introduced it, ``--critic-recipe checks``): :func:`temporal_recipe` with every auxiliary TA answer a
     check answer (``aux_check_share`` 1, :func:`critic_aux.check_example`) on 40% of the TA examples (``aux_share``),
     one unit per curriculum phase (:data:`CHECKS_PHASES`) trained on three quarters of the batch (``replay_share``
     0.25), up to 1200 steps per facet and 600 for VQ and Phy (whose steps tune the vision tower).
