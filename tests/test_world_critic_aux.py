@@ -9,7 +9,15 @@ import pytest
 import torch
 
 from vidreward.world import critic_data as cd
-from vidreward.world.critic_aux import aux_example, check_example, check_value, facet_value
+from vidreward.world.critic_aux import (
+    VANILLA_CHECK_INSTRUCTION,
+    aux_example,
+    check_example,
+    check_value,
+    facet_value,
+    vanilla_check_example,
+    vanilla_check_value,
+)
 from vidreward.world.critic_batch import encode_batch
 from vidreward.world.critic_curriculum import curriculum_example, train_scene
 from vidreward.world.render import RenderConfig
@@ -115,3 +123,53 @@ def test_curriculum_check_share():
     for k in range(0, 16, 2):
         if every[k].dimension == "ta":
             assert every[k].answer.endswith(": match") and not every[k + 1].answer.endswith(": match")
+
+
+def test_vanilla_check_values_by_hand():
+    """The first differing facet in VANILLA_CHECK_FACETS order names the answer: background before lighting before
+    colour; a scene equal to the prompt is "match"."""
+    two = SceneSpec(objects=(ObjectSpec("circle", "red", "large", 2, 0, "right"),
+                             ObjectSpec("square", "blue", "small", 0, 2, "up")), background="gray", lighting="dim")
+    both = SceneSpec(objects=(two.objects[0], dataclasses.replace(two.objects[1], color="green")),
+                     background="gray", lighting="bright")
+    moved = SceneSpec(objects=(dataclasses.replace(two.objects[0], row=1, col=1), two.objects[1]),
+                      background="gray", lighting="dim")
+    assert vanilla_check_value(two, two) == "match"
+    assert vanilla_check_value(two, both) == "bright"  # Lighting comes before Color Requirement
+    assert vanilla_check_value(two, dataclasses.replace(both, background="black")) == "black"
+    assert vanilla_check_value(two, moved) == "center"
+
+
+def test_vanilla_check_answer_is_match_exactly_for_the_yes_examples():
+    """Over train scenes and both labels: the Vanilla check question differs from the Yes/No one only in its last
+    sentence, keeps the videos, and its answer is "Check: match" iff the Vanilla label is Yes (every semantic edit
+    changes some facet's value; noise and blur change none)."""
+    rng = random.Random("vanilla-checks")
+    for _ in range(16):
+        seed, spec = train_scene(rng, CFG.num_frames)
+        for label in ("Yes", "No"):
+            ex = cd.make_example(spec, "vanilla", label, seed, CFG, 4)
+            check = vanilla_check_example(ex, CFG)
+            assert check.question.endswith(VANILLA_CHECK_INSTRUCTION)
+            assert check.question.replace(VANILLA_CHECK_INSTRUCTION, "Answer Yes or No.") == ex.question
+            assert torch.equal(check.video, ex.video) and check.label is None and check.eval_char is None
+            assert check.answer.startswith("Check: ") and check.answer[check.decision_chars[0]] == " "
+            assert (check.answer == "Check: match") == (label == "Yes"), (ex.source, check.answer)
+    with pytest.raises(ValueError, match="Vanilla example"):
+        vanilla_check_example(cd.make_example(SCENE, "ta", "No", 5, CFG, 10, facet="Lighting"), CFG)
+
+
+def test_curriculum_vanilla_check_share():
+    """0 draws exactly the examples of a curriculum without it; 1 asks every Vanilla example as a Vanilla check and
+    leaves every other example as it was."""
+    phases = (("vanilla", "Lighting"),)
+
+    def draw(**kw):
+        return [curriculum_example(random.Random(f"v{k // 2}"), k, 0, 0.0, CFG, phases=phases, **kw)[0]
+                for k in range(16)]
+
+    plain, zero, every = draw(), draw(vanilla_check_share=0.0), draw(vanilla_check_share=1.0)
+    assert [e.answer for e in plain] == [e.answer for e in zero]
+    pairs = [(a, b) for a, b in zip(plain, every) if a.dimension == "vanilla"]
+    assert pairs and all(b.answer.startswith("Check: ") and a.answer[:2] in ("Ye", "No") for a, b in pairs)
+    assert all(a.answer == b.answer for a, b in zip(plain, every) if a.dimension != "vanilla")

@@ -241,7 +241,7 @@ def run_build(cfg: CriticBuildConfig) -> dict:
         step, phase = ex["stage_step"], ex["phase"]
         pairs = [curriculum_example(_rng(cfg, "instruct", step, i // 2), i, phase, cfg.short_question_share, rcfg,
                                     cfg.format_share, cfg.aux_share, phases, cfg.aux_check_share,
-                                    cfg.replay_share)
+                                    cfg.replay_share, cfg.vanilla_check_share)
                  for i in range(cfg.batch_size)]
         loss, preds = text_step([p[0] for p in pairs], [p[1] for p in pairs])
         ex["phase_step"] += 1

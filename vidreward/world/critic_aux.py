@@ -19,12 +19,18 @@ A **check** answer (:func:`check_example`) names what the video shows that the p
 Unlike the Yes/No decision, which is an XOR of the two sides, its logits are linear in the two sides' one-hot
 values: logit(value c) = a [video shows c] - b [prompt asks c] and a constant logit for "match" answer it exactly,
 so the comparison gets a gradient before any product of the two sides is learnt.
+
+A **Vanilla check** answer (:func:`vanilla_check_example`) asks the Vanilla question with another last sentence,
+:data:`VANILLA_CHECK_INSTRUCTION` instead of "Answer Yes or No.", and answers the first check value over every
+facet (:data:`VANILLA_CHECK_FACETS` order), ``Check: blue`` / ``Check: match``: the Vanilla decision is Yes exactly
+when that value is "match". The Yes/No question keeps its first token, which Vanilla-DRF's reward reads (Eq. 1).
 """
 
 from __future__ import annotations
 
 import dataclasses
 
+from vidreward.critics.queries import VANILLA_QUESTION
 from vidreward.world.captions import LOCATIONS
 from vidreward.world.critic_concepts import video_scene
 from vidreward.world.critic_data import CriticExample
@@ -55,6 +61,29 @@ def check_value(prompt: SceneSpec, video: SceneSpec, facet: str) -> str:
     else:
         pairs = [(facet_value(prompt, facet, k), facet_value(video, facet, k)) for k in range(len(prompt.objects))]
     return next((shown for asked, shown in pairs if shown != asked), "match")
+
+
+#: the last sentence of a Vanilla check question (the Vanilla question ends "Answer Yes or No.")
+VANILLA_CHECK_INSTRUCTION = "Answer with the first part of the prompt the video does not show."
+#: facets in the order a Vanilla check answer compares them
+VANILLA_CHECK_FACETS: tuple[str, ...] = ("Environment", "Lighting", "Color Requirement", "Object(s)",
+                                         "Objects' Motion", "Object Location / Spatial Distribution")
+_VANILLA_ANSWER_INSTRUCTION = f"{VANILLA_QUESTION} Answer Yes or No."
+
+
+def vanilla_check_value(prompt: SceneSpec, video: SceneSpec) -> str:
+    """The first :func:`check_value` over :data:`VANILLA_CHECK_FACETS` that is not ``"match"``, else ``"match"``."""
+    return next((v for v in (check_value(prompt, video, f) for f in VANILLA_CHECK_FACETS) if v != "match"), "match")
+
+
+def vanilla_check_example(ex: CriticExample, rcfg: RenderConfig) -> CriticExample:
+    """``ex`` (a Vanilla example) asked with :data:`VANILLA_CHECK_INSTRUCTION` and answered ``Check: <value>``
+    (:func:`vanilla_check_value`; the value's first token weighs like a decision; unscored as a Yes/No)."""
+    if ex.dimension != "vanilla" or ex.scene is None or not ex.question.endswith(_VANILLA_ANSWER_INSTRUCTION):
+        raise ValueError(f"Vanilla check answers need a Vanilla example with its scene, not {ex.dimension!r}")
+    question = ex.question[: -len(_VANILLA_ANSWER_INSTRUCTION)] + f"{VANILLA_QUESTION} {VANILLA_CHECK_INSTRUCTION}"
+    value = vanilla_check_value(ex.scene, video_scene(ex.scene, ex.source, ex.seed, rcfg)[0])
+    return _keyed_answer(dataclasses.replace(ex, question=question), "Check:", value)
 
 
 def aux_heads(facet: str) -> tuple[str, str]:

@@ -68,6 +68,10 @@ class CriticBuildConfig:
     """stage (iii): share of the auxiliary TA examples answered with a check answer (``Check Lighting: bright`` /
     ``match``, :func:`critic_aux.check_example`: linear in the two sides, unlike the Yes/No decision) instead of
     naming one side (0 in the session-10 and temporal recipes, 1 in the checks recipe)"""
+    vanilla_check_share: float = 0.0
+    """stage (iii): share of Vanilla examples asked for the first part of the prompt the video does not show and
+    answered ``Check: blue`` / ``Check: match`` (:func:`critic_aux.vanilla_check_example`) instead of Yes/No (0 in
+    every recipe)"""
     replay_share: float = 0.5
     """stage (iii): share of a later curriculum phase's examples that replay the units of earlier phases (the rest
     train the phase's own units)"""

@@ -15,7 +15,7 @@ from __future__ import annotations
 import random
 
 from vidreward.world import critic_data as cd
-from vidreward.world.critic_aux import aux_example, check_example
+from vidreward.world.critic_aux import aux_example, check_example, vanilla_check_example
 from vidreward.world.render import RenderConfig
 from vidreward.world.scene import SceneSpec, sample_scene
 from vidreward.world.splits import split_of
@@ -51,7 +51,8 @@ def train_scene(rng: random.Random, num_frames: int) -> tuple[int, SceneSpec]:
 def curriculum_example(rng: random.Random, i: int, phase: int, short_share: float,
                        rcfg: RenderConfig, format_share: float = 0.0, aux_share: float = 0.0,
                        phases: tuple[tuple[str, ...], ...] = PHASES,
-                       check_share: float = 0.0, replay_share: float = 0.5) -> tuple[cd.CriticExample, int]:
+                       check_share: float = 0.0, replay_share: float = 0.5,
+                       vanilla_check_share: float = 0.0) -> tuple[cd.CriticExample, int]:
     """(example, N_f) number ``i`` of a step of curriculum phase ``phase`` of ``phases``; ``rng`` is the step's
     generator for the pair ``i // 2``.
 
@@ -62,6 +63,8 @@ def curriculum_example(rng: random.Random, i: int, phase: int, short_share: floa
     (:func:`.critic_aux.check_example`; drawn only when non-zero, so the other recipes' examples are unchanged).
     ``replay_share``: share of a later curriculum phase's examples (after the caption and format draws) that replay
     the units of earlier phases (0.5 in the session-10 and temporal recipes, 0.25 in the checks recipe).
+    ``vanilla_check_share``: share of Vanilla examples asked and answered as a Vanilla check
+    (:func:`.critic_aux.vanilla_check_example`; drawn only when non-zero).
     """
     seed, spec = train_scene(rng, rcfg.num_frames)
     n = rng.choice(N_FRAMES_CHOICES)
@@ -83,4 +86,6 @@ def curriculum_example(rng: random.Random, i: int, phase: int, short_share: floa
             ex = check_example(ex, rcfg)
         else:
             ex = aux_example(ex, rcfg, video_side=rng.random() < 0.5)
+    if dim == "vanilla" and vanilla_check_share and rng.random() < vanilla_check_share:
+        ex = vanilla_check_example(ex, rcfg)
     return ex, n
