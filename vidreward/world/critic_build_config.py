@@ -71,7 +71,8 @@ class CriticBuildConfig:
     vanilla_check_share: float = 0.0
     """stage (iii): share of Vanilla examples asked for the first part of the prompt the video does not show and
     answered ``Check: blue`` / ``Check: match`` (:func:`critic_aux.vanilla_check_example`) instead of Yes/No (0 in
-    every recipe)"""
+    every recipe: 0.4 in an 800-step Vanilla phase added to the shipped build left Vanilla where the same phase
+    without it did, docs/world_critic.md)"""
     replay_share: float = 0.5
     """stage (iii): share of a later curriculum phase's examples that replay the units of earlier phases (the rest
     train the phase's own units)"""
