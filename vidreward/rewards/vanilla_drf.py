@@ -18,9 +18,10 @@ from vidreward.critics.vlm import VLMCritic
 from vidreward.rewards.base import QueryTerm, RewardSample
 
 
-def vanilla_question(caption: str) -> str:
-    """The Eq. 1 query: the prompt, then "Does this video match the prompt?" and the answer format."""
-    return f'The prompt is: "{caption}"\n{VANILLA_QUESTION} Answer Yes or No.'
+def vanilla_question(caption: str, instruction: str = "Answer Yes or No.") -> str:
+    """The Eq. 1 query: the prompt, then "Does this video match the prompt?" and the answer format (``instruction``;
+    the world critic's build also asks it with another one, :func:`vidreward.world.critic_aux.vanilla_check_example`)."""
+    return f'The prompt is: "{caption}"\n{VANILLA_QUESTION} {instruction}'
 
 
 class VanillaDRFReward:

@@ -30,7 +30,7 @@ from __future__ import annotations
 
 import dataclasses
 
-from vidreward.critics.queries import VANILLA_QUESTION
+from vidreward.rewards.vanilla_drf import vanilla_question
 from vidreward.world.captions import LOCATIONS
 from vidreward.world.critic_concepts import video_scene
 from vidreward.world.critic_data import CriticExample
@@ -68,7 +68,6 @@ VANILLA_CHECK_INSTRUCTION = "Answer with the first part of the prompt the video 
 #: facets in the order a Vanilla check answer compares them
 VANILLA_CHECK_FACETS: tuple[str, ...] = ("Environment", "Lighting", "Color Requirement", "Object(s)",
                                          "Objects' Motion", "Object Location / Spatial Distribution")
-_VANILLA_ANSWER_INSTRUCTION = f"{VANILLA_QUESTION} Answer Yes or No."
 
 
 def vanilla_check_value(prompt: SceneSpec, video: SceneSpec) -> str:
@@ -79,9 +78,10 @@ def vanilla_check_value(prompt: SceneSpec, video: SceneSpec) -> str:
 def vanilla_check_example(ex: CriticExample, rcfg: RenderConfig) -> CriticExample:
     """``ex`` (a Vanilla example) asked with :data:`VANILLA_CHECK_INSTRUCTION` and answered ``Check: <value>``
     (:func:`vanilla_check_value`; the value's first token weighs like a decision; unscored as a Yes/No)."""
-    if ex.dimension != "vanilla" or ex.scene is None or not ex.question.endswith(_VANILLA_ANSWER_INSTRUCTION):
+    yes_no_tail = vanilla_question("").rsplit('"', 1)[1]  # the question after the quoted caption
+    if ex.dimension != "vanilla" or ex.scene is None or not ex.question.endswith(yes_no_tail):
         raise ValueError(f"Vanilla check answers need a Vanilla example with its scene, not {ex.dimension!r}")
-    question = ex.question[: -len(_VANILLA_ANSWER_INSTRUCTION)] + f"{VANILLA_QUESTION} {VANILLA_CHECK_INSTRUCTION}"
+    question = ex.question[: -len(yes_no_tail)] + vanilla_question("", VANILLA_CHECK_INSTRUCTION).rsplit('"', 1)[1]
     value = vanilla_check_value(ex.scene, video_scene(ex.scene, ex.source, ex.seed, rcfg)[0])
     return _keyed_answer(dataclasses.replace(ex, question=question), "Check:", value)
 
