@@ -8,6 +8,7 @@ import shutil
 from pathlib import Path
 
 import pytest
+import torch
 
 from vidreward.critics.vlm import VLMCritic
 from vidreward.train.checkpoint import load_checkpoint, resolve_resume
@@ -76,15 +77,30 @@ def test_rerun_resumes_the_finished_build(tiny_build, caplog):
     assert again["best_eval"] == info["best_eval"] and again["minutes_per_stage"] == info["minutes_per_stage"]
 
 
-def test_a_ten_frame_patch_build_with_heads_checkpoints_them_and_exports(tmp_path):
+def test_the_cosine_stage_one_schedule_halves_midway_and_ends_at_zero():
+    cosine = CriticBuildConfig(align_steps=4, align_lr=2e-3, align_lr_schedule="cosine")
+    # (1 + cos(pi s / 4)) / 2 for s = 0..4: 1, (1 + 1/sqrt 2) / 2, 1/2, (1 - 1/sqrt 2) / 2, 0
+    expected = [2e-3, 1.70710678e-3, 1e-3, 0.29289322e-3, 0.0]
+    assert [cosine.align_lr_at(s) for s in range(5)] == pytest.approx(expected, rel=1e-8, abs=1e-15)
+    assert [CriticBuildConfig(align_lr=2e-3).align_lr_at(s) for s in (0, 2, 4)] == [2e-3] * 3
+    with pytest.raises(ValueError, match="align_lr_schedule 'linear' is not one of"):
+        CriticBuildConfig(align_lr_schedule="linear")
+
+
+def test_a_ten_frame_patch_build_with_heads_checkpoints_them_and_exports(tmp_path, monkeypatch):
+    lrs = []  # learning rate of every optimizer step, in order; the build's first 2 are stage (i)'s
+    adamw_step = torch.optim.AdamW.step
+    monkeypatch.setattr(torch.optim.AdamW, "step",
+                        lambda self, *a, **k: (lrs.append(self.param_groups[0]["lr"]), adamw_step(self, *a, **k))[1])
     arch = CriticArch(vision_depth=1, vision_hidden=32, vision_heads=2, text_layers=1, text_hidden=32, text_heads=2,
                       text_kv_heads=1, temporal_patch_size=10)
     cfg = CriticBuildConfig(work_dir=str(tmp_path / "work"), out_dir=str(tmp_path / "out"), arch=arch, batch_size=4,
                             align_steps=2, align_batch_size=2, caption_steps=1, phases=(("vq",),),
                             phase_min_steps=1, phase_max_steps=1, mixed_steps=1, eval_every=4,
                             held_out_per_dimension=2, deadline_minutes=0.0, align_physics=True,
-                            align_heads_weight=1.0)
+                            align_heads_weight=1.0, align_lr_schedule="cosine")
     info = run_build(cfg)
+    assert lrs[:2] == pytest.approx([2e-3, 1e-3])  # cosine over 2 steps: align_lr, then align_lr / 2
     assert {"head_motion", "head_start", "head_physics", "head_quality"} <= set(info["vision_acc"])
     trained = load_checkpoint(resolve_resume("auto", Path(cfg.work_dir) / "checkpoints")).trainable
     heads = {k: v for k, v in trained.items() if k.startswith("heads.")}

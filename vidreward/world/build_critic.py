@@ -90,13 +90,15 @@ def _align_sample(cfg: CriticBuildConfig, seed: int, rcfg: RenderConfig, n_frame
 def align_step(cfg: CriticBuildConfig, step: int, critic: VLMCritic, align: WordAlignment, heads: AttributeHeads,
                optimizer: torch.optim.Optimizer, rcfg: RenderConfig) -> float:
     """One stage (i) step: ``cfg.align_batch_size`` train-split videos drawn from (seed, step), each at a drawn N_f,
-    and an optimizer step on :func:`critic_align.align_loss`; returns the loss."""
+    and an optimizer step on :func:`critic_align.align_loss` at ``cfg.align_lr_at(step)``; returns the loss."""
     rng = _rng(cfg, "align", step)
     nf = [rng.choice(N_FRAMES_CHOICES) for _ in range(cfg.align_batch_size)]
     samples = [_align_sample(cfg, rng.randrange(40_000_000), rcfg, n) for n in nf]
     loss, _ = align_loss(critic.model, align, critic.encoder, [s.video for s in samples],
                          [s.concepts for s in samples], nf, critic.fps, cfg.align_group_weight,
                          cfg.align_quality_weight, heads, [s.source for s in samples], cfg.align_heads_weight)
+    for group in optimizer.param_groups:
+        group["lr"] = cfg.align_lr_at(step)
     optimizer.zero_grad(set_to_none=True)
     loss.backward()
     optimizer.step()
