@@ -3,13 +3,18 @@
 import random
 from collections import Counter
 
+import pytest
+
+from vidreward.world import critic_data as cd
 from vidreward.world.critic_curriculum import (
     CURRICULUM,
     PHASES,
     curriculum_example,
+    unit_dimension,
     vision_tuning_phase,
 )
 from vidreward.world.render import RenderConfig
+from vidreward.world.scene import sample_scene
 
 CFG = RenderConfig()
 
@@ -74,3 +79,28 @@ def test_replay_share_sets_the_later_phase_split_and_zero_replays_nothing():
     default = [curriculum_example(random.Random(f"d{k // 2}"), k, phase, 0.0, CFG)[0] for k in range(16)]
     half = [curriculum_example(random.Random(f"d{k // 2}"), k, phase, 0.0, CFG, replay_share=0.5)[0] for k in range(16)]
     assert [(e.facet, e.scene, e.label) for e in default] == [(e.facet, e.scene, e.label) for e in half]
+
+
+def test_a_vanilla_facet_unit_breaks_only_that_facet_and_counts_as_its_own_unit():
+    phases = (("Color Requirement",), ("vanilla:Object(s)",))
+    drawn = [curriculum_example(random.Random(f"v{k // 2}"), k, 1, 0.0, CFG, phases=phases, replay_share=0.0)[0]
+             for k in range(48)]
+    vanilla = [e for e in drawn if e.dimension != "caption"]
+    assert vanilla and {e.dimension for e in vanilla} == {"vanilla"}
+    assert {e.facet for e in vanilla} == {"vanilla:Object(s)"}  # what the phase's running accuracy counts
+    assert {e.source for e in vanilla if e.label == "No"} == {"wrong_shape", "size"}  # BREAKS["Object(s)"]
+    assert {e.source for e in vanilla if e.label == "Yes"} <= {"clean", "noise", "blur"}
+    assert all(e.question.endswith("Does this video match the prompt? Answer Yes or No.") for e in vanilla)
+    # the plain Vanilla unit still draws every semantic edit
+    plain = [cd.make_example(sample_scene(s, CFG.num_frames), "vanilla", "No", s, CFG, 10) for s in range(60)]
+    assert {e.source for e in plain} == set(cd.SEMANTIC_EDITS)
+
+
+def test_unit_dimension_names_the_dimension_and_rejects_unknown_units():
+    assert unit_dimension("Lighting") == ("ta", "Lighting")
+    assert unit_dimension("vanilla:Objects' Motion") == ("vanilla", "Objects' Motion")
+    assert unit_dimension("vq") == ("vq", None) and unit_dimension("vanilla") == ("vanilla", None)
+    with pytest.raises(ValueError, match="'vanilla:Style'.*'Style' is not a TA facet the world breaks"):
+        unit_dimension("vanilla:Style")
+    with pytest.raises(ValueError, match="unknown curriculum unit 'colour'"):
+        unit_dimension("colour")

@@ -1,7 +1,8 @@
 """Stage (iii) curriculum of the world critic build: the order of units and the examples of each step.
 
 Units are TA facets (one Fig. 15 question per facet), then the reference-guided VQ (Fig. 17) and Phy (Fig. 16)
-queries, then Vanilla. Curriculum phase k trains its units (:data:`PHASES`; the first phase mixes the three facets
+queries, then Vanilla (``vanilla``, or ``vanilla:<TA facet>``: the Vanilla question whose "No" videos break that
+facet only). Curriculum phase k trains its units (:data:`PHASES`; the first phase mixes the three facets
 that the aligned visual tokens carry best) on half of the batch and replays the units of earlier phases on the other
 half (``replay_share``); after the last phase, every dimension is drawn uniformly. 6% of the examples are caption
 replays, and a ``format_share`` of the curriculum-phase examples come from any unit (so every answer format, e.g. the
@@ -12,6 +13,7 @@ tells them apart. Training scenes come from the world's train split only.
 
 from __future__ import annotations
 
+import dataclasses
 import random
 
 from vidreward.world import critic_data as cd
@@ -30,6 +32,25 @@ PHASES: tuple[tuple[str, ...], ...] = (("Environment", "Lighting", "Color Requir
                                        ("Objects' Motion",))
 #: every unit, in curriculum order
 CURRICULUM: tuple[str, ...] = tuple(unit for units in PHASES for unit in units)
+#: a Vanilla unit whose "No" videos break one TA facet only: ``"vanilla:Color Requirement"``
+VANILLA_UNIT_PREFIX = "vanilla:"
+
+
+def unit_dimension(unit: str) -> tuple[str, str | None]:
+    """(dimension, facet) of a curriculum unit: a TA facet key -> ("ta", key); ``"vanilla:<facet>"`` -> ("vanilla",
+    facet), the Vanilla question with its "No" videos breaking that facet; "vq" / "phy" / "vanilla" -> (unit, None)."""
+    if unit in cd.TA_FACETS:
+        return "ta", unit
+    if unit.startswith(VANILLA_UNIT_PREFIX):
+        facet = unit[len(VANILLA_UNIT_PREFIX):]
+        if facet not in cd.BREAKS:
+            raise ValueError(f"curriculum unit {unit!r}: {facet!r} is not a TA facet the world breaks "
+                             f"({sorted(cd.BREAKS)})")
+        return "vanilla", facet
+    if unit not in ("vq", "phy", "vanilla"):
+        raise ValueError(f"unknown curriculum unit {unit!r}; expected a TA facet, vq, phy, vanilla or "
+                         f"{VANILLA_UNIT_PREFIX}<TA facet>")
+    return unit, None
 
 
 def vision_tuning_phase(phases: tuple[tuple[str, ...], ...] = PHASES) -> int:
@@ -78,9 +99,11 @@ def curriculum_example(rng: random.Random, i: int, phase: int, short_share: floa
     else:
         dim = rng.choice(cd.DIMENSIONS)
         unit = rng.choice(cd.TA_FACETS) if dim == "ta" else dim
-    dim, facet = ("ta", unit) if unit in cd.TA_FACETS else (unit, None)
+    dim, facet = unit_dimension(unit)
     short = rng.random() < (short_share if phase < len(phases) else short_share / 4)
     ex = cd.make_example(spec, dim, ("Yes", "No")[i % 2], seed, rcfg, n, facet=facet, short=short)
+    if unit.startswith(VANILLA_UNIT_PREFIX):
+        ex = dataclasses.replace(ex, facet=unit)  # the phase's running accuracy counts its own units' examples
     if dim == "ta" and rng.random() < aux_share:
         if check_share and rng.random() < check_share:
             ex = check_example(ex, rcfg)

@@ -196,6 +196,8 @@ def make_example(spec: SceneSpec, dimension: str, label: str | None, seed: int, 
                  n_frames: int, facet: str | None = None, short: bool = False) -> CriticExample:
     """One example of ``dimension`` with the given label (Yes / No; None for "caption") for scene ``spec``.
 
+    ``facet``: TA, the facet asked (default a drawn one); Vanilla, the facet a No video breaks (one of
+    ``BREAKS[facet]``; default any of :data:`SEMANTIC_EDITS`); caption, the facet described.
     ``short`` (TA only, a training warm-up): the question is just the facet description and "?" (see
     :data:`SHORT_TA_QUESTION`) instead of the Fig. 15 template; the answer is the same JSON.
     """
@@ -237,7 +239,8 @@ def make_example(spec: SceneSpec, dimension: str, label: str | None, seed: int, 
         question, answer = vq_question(n_frames), vq_answer(source)
     elif dimension == "vanilla":
         key = "vanilla"
-        source = rng.choice(SEMANTIC_EDITS) if label == "No" else rng.choice(("clean", "clean", "noise", "blur"))
+        breaks = BREAKS[facet] if facet else SEMANTIC_EDITS
+        source = rng.choice(breaks) if label == "No" else rng.choice(("clean", "clean", "noise", "blur"))
         question, answer = vanilla_question(caption), vanilla_answer(label, source)
     else:
         raise ValueError(f"unknown critic dimension {dimension!r}; expected one of {DIMENSIONS} or 'caption'")
