@@ -154,3 +154,20 @@ def test_the_shipped_critic_was_built_by_the_commands_default_recipe():
     newer = {k for k in expected if k not in recorded}  # options added after the build: at their (off) default
     assert all(expected[k] == defaults[k] for k in newer), newer
     assert recorded == {k: v for k, v in expected.items() if k not in newer}
+
+
+def test_the_build_command_passes_its_flags_to_the_recipe(monkeypatch):
+    from vidreward.cli import build_parser
+    from vidreward.world import build_critic, build_commands
+    from vidreward.world.critic_build_config import checks_recipe, temporal_recipe
+
+    seen = []
+    monkeypatch.setattr(build_critic, "run_build", lambda cfg: seen.append(cfg) or {"best_eval": {"step": 1}})
+    args = build_parser().parse_args(["world", "build", "critic", "--threads", "2", "--critic-minutes", "5",
+                                      "--work-dir", "w", "--out", "o", "--seed", "3"])
+    assert build_commands.BUILD_TARGETS[args.target](args) == 0
+    assert seen[-1] == checks_recipe(threads=2, seed=3, deadline_minutes=5.0, work_dir="w", out_dir="o")
+    args = build_parser().parse_args(["world", "build", "critic", "--critic-recipe", "temporal"])
+    monkeypatch.setattr(build_critic, "run_build", lambda cfg: seen.append(cfg) or {})
+    assert build_commands.BUILD_TARGETS[args.target](args) == 1  # no evaluation: the command fails
+    assert seen[-1] == temporal_recipe(threads=args.threads)

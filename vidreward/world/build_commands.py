@@ -1,4 +1,5 @@
-"""``vidreward world build TARGET`` (targets: ``generator``; extend :data:`BUILD_TARGETS`) and ``vidreward world eval``."""
+"""``vidreward world build TARGET`` (targets: ``generator``, ``critic``; extend :data:`BUILD_TARGETS`) and
+``vidreward world eval``."""
 
 from __future__ import annotations
 
@@ -6,7 +7,6 @@ import argparse
 from collections.abc import Callable
 
 from vidreward.log import get_logger
-from vidreward.world.build_critic import run_command as run_critic_build
 
 log = get_logger(__name__)
 
@@ -67,7 +67,25 @@ def _build_generator(args: argparse.Namespace) -> int:
 
 
 #: build target -> function(args) -> exit code
-BUILD_TARGETS: dict[str, Callable[[argparse.Namespace], int]] = {"generator": _build_generator, "critic": run_critic_build}
+def _build_critic(args: argparse.Namespace) -> int:
+    """``vidreward world build critic``: the ``--critic-recipe`` config with ``--seed``, ``--threads``,
+    ``--critic-minutes`` (the stage (iii) deadline), ``--work-dir`` and ``--out`` applied."""
+    from vidreward.world.build_critic import run_build
+    from vidreward.world.critic_build_config import CriticBuildConfig, checks_recipe, temporal_recipe
+
+    recipe = {"checks": checks_recipe, "temporal": temporal_recipe, "session10": CriticBuildConfig}[args.critic_recipe]
+    cfg = recipe(seed=args.seed, threads=args.threads)
+    if args.critic_minutes:
+        cfg.deadline_minutes = args.critic_minutes
+    if args.work_dir:
+        cfg.work_dir = args.work_dir
+    if args.out:
+        cfg.out_dir = args.out
+    info = run_build(cfg)
+    return 0 if info.get("best_eval") else 1
+
+
+BUILD_TARGETS: dict[str, Callable[[argparse.Namespace], int]] = {"generator": _build_generator, "critic": _build_critic}
 
 
 def _run_build(args: argparse.Namespace) -> int:

@@ -64,7 +64,7 @@ from vidreward.world.critic_align import (
     rescale_visual_tokens,
 )
 from vidreward.world.critic_batch import check_same_path, evaluate, grouped_loss
-from vidreward.world.critic_build_config import CriticBuildConfig, checks_recipe, temporal_recipe
+from vidreward.world.critic_build_config import CriticBuildConfig
 from vidreward.world.critic_curriculum import (
     N_FRAMES_CHOICES,
     curriculum_example,
@@ -303,17 +303,3 @@ def _info(cfg: CriticBuildConfig, ex: dict) -> dict:
     return {"config": asdict(cfg) | {"out_dir": None, "work_dir": None}, "vision_acc": ex.get("vision_acc"),
             "best_eval": ex.get("best_eval"), "minutes_per_stage": ex["minutes"]}
 
-
-def run_command(args) -> int:
-    """``vidreward world build critic`` (``--work-dir``, ``--out``, ``--seed``, ``--threads``, ``--critic-minutes``,
-    ``--critic-recipe`` of the build parser)."""
-    recipe = {"checks": checks_recipe, "temporal": temporal_recipe, "session10": CriticBuildConfig}[args.critic_recipe]
-    cfg = recipe(seed=args.seed, threads=args.threads)
-    if args.critic_minutes:
-        cfg.deadline_minutes = args.critic_minutes
-    if args.work_dir:
-        cfg.work_dir = args.work_dir
-    if args.out:
-        cfg.out_dir = args.out
-    info = run_build(cfg)
-    return 0 if info.get("best_eval") else 1
