@@ -158,7 +158,7 @@ def test_the_shipped_critic_was_built_by_the_commands_default_recipe():
 
 def test_the_build_command_passes_its_flags_to_the_recipe(monkeypatch):
     from vidreward.cli import build_parser
-    from vidreward.world import build_critic, build_commands
+    from vidreward.world import build_commands, build_critic
     from vidreward.world.critic_build_config import checks_recipe, temporal_recipe
 
     seen = []
