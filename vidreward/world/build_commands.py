@@ -66,7 +66,6 @@ def _build_generator(args: argparse.Namespace) -> int:
     return 0 if report.get("status") in ("done", "vae_only", "exported_gate_passed") else 1
 
 
-#: build target -> function(args) -> exit code
 def _build_critic(args: argparse.Namespace) -> int:
     """``vidreward world build critic``: the ``--critic-recipe`` config with ``--seed``, ``--threads``,
     ``--critic-minutes`` (the stage (iii) deadline), ``--work-dir`` and ``--out`` applied."""
@@ -85,6 +84,7 @@ def _build_critic(args: argparse.Namespace) -> int:
     return 0 if info.get("best_eval") else 1
 
 
+#: build target -> function(args) -> exit code
 BUILD_TARGETS: dict[str, Callable[[argparse.Namespace], int]] = {"generator": _build_generator, "critic": _build_critic}
 
 

@@ -97,7 +97,8 @@ class CriticBuildConfig:
     instruct_vision_lr: float = 3e-4
     """stage (iii) learning rate of the vision tower (0: keep it frozen after stage (i))"""
     phases: tuple[tuple[str, ...], ...] = PHASES
-    """stage (iii) curriculum phases, each a tuple of units (TA facet keys, "vq", "phy", "vanilla"); the vision tower
+    """stage (iii) curriculum phases, each a tuple of units (TA facet keys, "vq", "phy", "vanilla", or
+    "vanilla:<TA facet>", :func:`critic_curriculum.unit_dimension`); the vision tower
     is tuned from the first phase holding "vq" or "phy" on (:func:`critic_curriculum.vision_tuning_phase`)"""
     phase_min_steps: int = 20
     """stage (iii): steps before a phase may end"""
