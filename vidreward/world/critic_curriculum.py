@@ -13,7 +13,6 @@ tells them apart. Training scenes come from the world's train split only.
 
 from __future__ import annotations
 
-import dataclasses
 import random
 
 from vidreward.world import critic_data as cd
@@ -32,8 +31,6 @@ PHASES: tuple[tuple[str, ...], ...] = (("Environment", "Lighting", "Color Requir
                                        ("Objects' Motion",))
 #: every unit, in curriculum order
 CURRICULUM: tuple[str, ...] = tuple(unit for units in PHASES for unit in units)
-#: a Vanilla unit whose "No" videos break one TA facet only: ``"vanilla:Color Requirement"``
-VANILLA_UNIT_PREFIX = "vanilla:"
 
 
 def unit_dimension(unit: str) -> tuple[str, str | None]:
@@ -41,15 +38,15 @@ def unit_dimension(unit: str) -> tuple[str, str | None]:
     facet), the Vanilla question with its "No" videos breaking that facet; "vq" / "phy" / "vanilla" -> (unit, None)."""
     if unit in cd.TA_FACETS:
         return "ta", unit
-    if unit.startswith(VANILLA_UNIT_PREFIX):
-        facet = unit[len(VANILLA_UNIT_PREFIX):]
+    if unit.startswith(cd.VANILLA_UNIT_PREFIX):
+        facet = unit[len(cd.VANILLA_UNIT_PREFIX):]
         if facet not in cd.BREAKS:
             raise ValueError(f"curriculum unit {unit!r}: {facet!r} is not a TA facet the world breaks "
                              f"({sorted(cd.BREAKS)})")
         return "vanilla", facet
     if unit not in ("vq", "phy", "vanilla"):
         raise ValueError(f"unknown curriculum unit {unit!r}; expected a TA facet, vq, phy, vanilla or "
-                         f"{VANILLA_UNIT_PREFIX}<TA facet>")
+                         f"{cd.VANILLA_UNIT_PREFIX}<TA facet>")
     return unit, None
 
 
@@ -102,8 +99,6 @@ def curriculum_example(rng: random.Random, i: int, phase: int, short_share: floa
     dim, facet = unit_dimension(unit)
     short = rng.random() < (short_share if phase < len(phases) else short_share / 4)
     ex = cd.make_example(spec, dim, ("Yes", "No")[i % 2], seed, rcfg, n, facet=facet, short=short)
-    if unit.startswith(VANILLA_UNIT_PREFIX):
-        ex = dataclasses.replace(ex, facet=unit)  # the phase's running accuracy counts its own units' examples
     if dim == "ta" and rng.random() < aux_share:
         if check_share and rng.random() < check_share:
             ex = check_example(ex, rcfg)

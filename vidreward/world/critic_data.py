@@ -80,6 +80,8 @@ VANILLA_WHY: dict[str, str] = {
     "background": "the background has the wrong colour", "lighting": "the lighting is wrong",
     "size": "an object has the wrong size",
 }
+#: curriculum unit of a Vanilla example whose "No" videos break one TA facet only: ``"vanilla:Color Requirement"``
+VANILLA_UNIT_PREFIX = "vanilla:"
 CAPTION_QUESTION = "Describe this video in one sentence."
 #: short TA question used to warm up the decision (the comparison of the description with the video)
 SHORT_TA_QUESTION = "{key}: {description}?"
@@ -96,7 +98,7 @@ class CriticExample:
     dimension: str
     """"ta", "phy", "vq", "vanilla" or "caption\""""
     facet: str
-    """curriculum unit: the TA facet key, or the dimension"""
+    """curriculum unit: the TA facet key, the dimension, or ``vanilla:<TA facet>``"""
     video: torch.Tensor
     """[F, 3, H, W] in [0, 1], the full render (the caller subsamples N_f frames)"""
     reference: torch.Tensor | None
@@ -197,7 +199,8 @@ def make_example(spec: SceneSpec, dimension: str, label: str | None, seed: int, 
     """One example of ``dimension`` with the given label (Yes / No; None for "caption") for scene ``spec``.
 
     ``facet``: TA, the facet asked (default a drawn one); Vanilla, the facet a No video breaks (one of
-    ``BREAKS[facet]``; default any of :data:`SEMANTIC_EDITS`); caption, the facet described.
+    ``BREAKS[facet]``, and the example's unit is ``vanilla:<facet>``; default any of :data:`SEMANTIC_EDITS`);
+    caption, the facet described.
     ``short`` (TA only, a training warm-up): the question is just the facet description and "?" (see
     :data:`SHORT_TA_QUESTION`) instead of the Fig. 15 template; the answer is the same JSON.
     """
@@ -238,7 +241,7 @@ def make_example(spec: SceneSpec, dimension: str, label: str | None, seed: int, 
             source = rng.choice(("clean", "clean", "clean") + tuple(PHY_KEY) + SEMANTIC_EDITS[:4])
         question, answer = vq_question(n_frames), vq_answer(source)
     elif dimension == "vanilla":
-        key = "vanilla"
+        key = f"{VANILLA_UNIT_PREFIX}{facet}" if facet else "vanilla"
         breaks = BREAKS[facet] if facet else SEMANTIC_EDITS
         source = rng.choice(breaks) if label == "No" else rng.choice(("clean", "clean", "noise", "blur"))
         question, answer = vanilla_question(caption), vanilla_answer(label, source)
