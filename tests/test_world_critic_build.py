@@ -171,3 +171,48 @@ def test_the_build_command_passes_its_flags_to_the_recipe(monkeypatch):
     monkeypatch.setattr(build_critic, "run_build", lambda cfg: seen.append(cfg) or {})
     assert build_commands.BUILD_TARGETS[args.target](args) == 1  # no evaluation: the command fails
     assert seen[-1] == temporal_recipe(threads=args.threads)
+
+
+def test_the_text_model_grows_at_its_phase_and_a_resumed_build_keeps_the_grown_layer(tiny_build, tmp_path,
+                                                                                     monkeypatch):
+    """``grow_text_phase`` 1: the 1-layer text model of the tiny build gets a second decoder layer when phase 1 starts.
+    A build stopped after that resumes with 2 layers (a checkpoint's weights that the model lacks are an error, not
+    silently dropped), and the grown layer trains: its zero-initialised output projection moves off zero."""
+    from vidreward.world import build_critic
+
+    cfg, _ = tiny_build
+    stage2_end = sorted((Path(cfg.work_dir) / "stage_ends").iterdir())[1]
+    branch = dataclasses.replace(cfg, work_dir=str(tmp_path / "work"), out_dir=str(tmp_path / "out"),
+                                 phases=(("Lighting",), ("vanilla-part:Color Requirement",)), grow_text_phase=1,
+                                 eval_every=1)
+    shutil.copytree(Path(cfg.work_dir) / "init", Path(branch.work_dir) / "init")
+    shutil.copytree(stage2_end, Path(branch.work_dir) / "checkpoints" / stage2_end.name)
+    real_loss, calls = build_critic.grouped_loss, []
+
+    def loss_then_crash(*args, **kwargs):  # stage (iii) steps 0 (Lighting) and 1 (grown), then a crash
+        if len(calls) == 2:
+            raise RuntimeError("simulated crash")
+        calls.append(1)
+        return real_loss(*args, **kwargs)
+
+    monkeypatch.setattr(build_critic, "grouped_loss", loss_then_crash)
+    with pytest.raises(RuntimeError, match="simulated crash"):
+        run_build(branch)
+    ck = load_checkpoint(resolve_resume("auto", Path(branch.work_dir) / "checkpoints"))
+    assert (ck.state.extra["stage_step"], ck.state.extra["text_layers_added"]) == (2, 1)
+    grown_out = ck.trainable["model.language_model.layers.1.self_attn.o_proj.weight"]
+    assert grown_out.abs().max() > 0  # zero when grown, then one optimizer step
+    monkeypatch.setattr(build_critic, "grouped_loss", real_loss)
+    run_build(branch)  # resumes at step 2 with the grown model
+    state = load_checkpoint(resolve_resume("auto", Path(branch.work_dir) / "checkpoints")).state.extra
+    assert (state["stage"], state["stage_step"]) == ("done", 4)  # 1 Lighting + 1 grown step, then 2 mixed
+    init_layers = json.loads((Path(branch.work_dir) / "init" / "config.json").read_text())
+    assert init_layers["text_config"]["num_hidden_layers"] == 1
+    wrong = dataclasses.replace(branch, grow_text_phase=-1, work_dir=str(tmp_path / "work2"))
+    shutil.copytree(Path(branch.work_dir), Path(wrong.work_dir))
+    state_path = resolve_resume("auto", Path(wrong.work_dir) / "checkpoints") / "state.json"
+    saved = json.loads(state_path.read_text())
+    saved["extra"].pop("text_layers_added")
+    state_path.write_text(json.dumps(saved))
+    with pytest.raises(ValueError, match="written by another architecture"):
+        run_build(wrong)

@@ -72,7 +72,7 @@ from vidreward.world.critic_curriculum import (
     vision_tuning_phase,
 )
 from vidreward.world.critic_heads import AttributeHeads
-from vidreward.world.critic_model import build_critic_model, export_critic, train_tokenizer
+from vidreward.world.critic_model import build_critic_model, export_critic, grow_text_model, train_tokenizer
 from vidreward.world.render import RenderConfig
 
 logger = get_logger(__name__)
@@ -135,8 +135,13 @@ def run_build(cfg: CriticBuildConfig) -> dict:
     found = resolve_resume("auto", ckpt_dir)
     if found is not None:
         ck = load_checkpoint(found)
-        model.load_state_dict({k: v for k, v in ck.trainable.items() if not k.startswith(("align.", "heads."))},
-                              strict=False)
+        if ck.state.extra.get("text_layers_added"):  # the checkpoint holds the grown text model
+            grow_text_model(model, ck.state.extra["text_layers_added"])
+        unexpected = model.load_state_dict(
+            {k: v for k, v in ck.trainable.items() if not k.startswith(("align.", "heads."))}, strict=False).unexpected_keys
+        if unexpected:
+            raise ValueError(f"checkpoint {found} holds weights the critic does not have ({unexpected[:3]}...): it was "
+                             f"written by another architecture; use another work_dir")
         align.load_state_dict({k[6:]: v for k, v in ck.trainable.items() if k.startswith("align.")})
         if any(k.startswith("heads.") for k in ck.trainable):
             heads.load_state_dict({k[6:]: v for k, v in ck.trainable.items() if k.startswith("heads.")})
@@ -241,6 +246,13 @@ def run_build(cfg: CriticBuildConfig) -> dict:
     total = len(phases) + 1
     while ex["stage"] == "instruct":
         step, phase = ex["stage_step"], ex["phase"]
+        if phase == cfg.grow_text_phase and not ex.get("text_layers_added"):
+            grow_text_model(model, cfg.grow_text_layers)
+            ex["text_layers_added"] = cfg.grow_text_layers
+            text_params = [p for n, p in model.named_parameters() if not n.startswith("model.visual")]
+            for p in text_params:
+                p.requires_grad_(True)
+            optimizer = make_optimizer("instruct", None)
         pairs = [curriculum_example(_rng(cfg, "instruct", step, i // 2), i, phase, cfg.short_question_share, rcfg,
                                     cfg.format_share, cfg.aux_share, phases, cfg.aux_check_share,
                                     cfg.replay_share, cfg.vanilla_check_share)

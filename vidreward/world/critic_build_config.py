@@ -97,9 +97,16 @@ class CriticBuildConfig:
     instruct_vision_lr: float = 3e-4
     """stage (iii) learning rate of the vision tower (0: keep it frozen after stage (i))"""
     phases: tuple[tuple[str, ...], ...] = PHASES
-    """stage (iii) curriculum phases, each a tuple of units (TA facet keys, "vq", "phy", "vanilla", or
-    "vanilla:<TA facet>", :func:`critic_curriculum.unit_dimension`); the vision tower
+    """stage (iii) curriculum phases, each a tuple of units (TA facet keys, "vq", "phy", "vanilla",
+    "vanilla:<TA facet>" or "vanilla-part:<facets>", :func:`critic_curriculum.unit_dimension`); the vision tower
     is tuned from the first phase holding "vq" or "phy" on (:func:`critic_curriculum.vision_tuning_phase`)"""
+    grow_text_phase: int = -1
+    """stage (iii): the curriculum phase at whose start the text model grows by ``grow_text_layers`` decoder layers
+    (:func:`critic_model.grow_text_model`: copies of the last layer that add nothing at first) and the optimizer
+    starts afresh; -1: never (every recipe up to session 17). Session 17: the 2-layer text model did not learn to
+    decide at the reply's first token, which Vanilla's answer is, and one more layer did (docs/world_critic.md)"""
+    grow_text_layers: int = 1
+    """decoder layers added at ``grow_text_phase``"""
     phase_min_steps: int = 20
     """stage (iii): steps before a phase may end"""
     phase_max_steps: int = 400
@@ -163,3 +170,26 @@ def checks_recipe(**overrides) -> CriticBuildConfig:
     settings = dict(phases=CHECKS_PHASES, aux_share=0.4, aux_check_share=1.0, replay_share=0.25,
                     phase_max_steps=1200, unit_max_steps={"vq": 600, "phy": 600})
     return temporal_recipe(**(settings | overrides))
+
+
+#: stage (iii) curriculum of :func:`prompts_recipe`: :data:`CHECKS_PHASES` up to Object(s), then Vanilla by a prompt
+#: curriculum on the grown text model: per facet, the Vanilla question about that facet's description alone
+#: (``vanilla-part:``), then about the whole caption with that facet broken (``vanilla:``); Colour goes through a
+#: two-facet prompt (Environment + Colour) in between; plain Vanilla last. Location is left out (no build learnt it).
+PROMPT_PHASES: tuple[tuple[str, ...], ...] = CHECKS_PHASES[:7] + (
+    ("vanilla-part:Color Requirement",), ("vanilla-part:Environment+Color Requirement",), ("vanilla:Color Requirement",),
+    ("vanilla-part:Object(s)",), ("vanilla:Object(s)",), ("vanilla-part:Objects' Motion",),
+    ("vanilla:Objects' Motion",), ("vanilla",))
+
+
+def prompts_recipe(**overrides) -> CriticBuildConfig:
+    """Session 18 (``vidreward world build critic --critic-recipe prompts``): :func:`checks_recipe` whose text model
+    grows by one decoder layer after the Object(s) phase (``grow_text_phase``), followed by the Vanilla prompt
+    curriculum of :data:`PROMPT_PHASES`. Session 17 measured its steps as continuations of the shipped build: on the
+    grown model, one-facet Colour 269 steps, two facets 28, the whole caption 63, then plain Vanilla 0.77 held-out
+    (the 2-layer critic: 0.65; docs/world_critic.md). Each prompt unit may take 300 steps (the first 500), plain
+    Vanilla 400."""
+    first = PROMPT_PHASES.index(("vanilla-part:Color Requirement",))
+    caps = {units[0]: 300 for units in PROMPT_PHASES[first:]} | {PROMPT_PHASES[first][0]: 500, "vanilla": 400}
+    settings = dict(phases=PROMPT_PHASES, grow_text_phase=first, unit_max_steps={"vq": 600, "phy": 600} | caps)
+    return checks_recipe(**(settings | overrides))

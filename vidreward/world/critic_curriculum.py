@@ -1,8 +1,8 @@
 """Stage (iii) curriculum of the world critic build: the order of units and the examples of each step.
 
 Units are TA facets (one Fig. 15 question per facet), then the reference-guided VQ (Fig. 17) and Phy (Fig. 16)
-queries, then Vanilla (``vanilla``, or ``vanilla:<TA facet>``: the Vanilla question whose "No" videos break that
-facet only). Curriculum phase k trains its units (:data:`PHASES`; the first phase mixes the three facets
+queries, then Vanilla (``vanilla``; ``vanilla:<TA facet>``: the Vanilla question whose "No" videos break that
+facet only; ``vanilla-part:<facets>``: the Vanilla question about some facets' descriptions alone). Curriculum phase k trains its units (:data:`PHASES`; the first phase mixes the three facets
 that the aligned visual tokens carry best) on half of the batch and replays the units of earlier phases on the other
 half (``replay_share``); after the last phase, every dimension is drawn uniformly. 6% of the examples are caption
 replays, and a ``format_share`` of the curriculum-phase examples come from any unit (so every answer format, e.g. the
@@ -35,9 +35,14 @@ CURRICULUM: tuple[str, ...] = tuple(unit for units in PHASES for unit in units)
 
 def unit_dimension(unit: str) -> tuple[str, str | None]:
     """(dimension, facet) of a curriculum unit: a TA facet key -> ("ta", key); ``"vanilla:<facet>"`` -> ("vanilla",
-    facet), the Vanilla question with its "No" videos breaking that facet; "vq" / "phy" / "vanilla" -> (unit, None)."""
+    facet), the Vanilla question with its "No" videos breaking that facet; ``"vanilla-part:<facets>"`` -> ("vanilla",
+    unit), the Vanilla question about those facets' descriptions alone (:func:`critic_data.vanilla_part_facets`);
+    "vq" / "phy" / "vanilla" -> (unit, None)."""
     if unit in cd.TA_FACETS:
         return "ta", unit
+    if unit.startswith(cd.VANILLA_PART_PREFIX):
+        cd.vanilla_part_facets(unit)  # a clear error for an unknown facet
+        return "vanilla", unit
     if unit.startswith(cd.VANILLA_UNIT_PREFIX):
         facet = unit[len(cd.VANILLA_UNIT_PREFIX):]
         if facet not in cd.BREAKS:
@@ -45,8 +50,8 @@ def unit_dimension(unit: str) -> tuple[str, str | None]:
                              f"({sorted(cd.BREAKS)})")
         return "vanilla", facet
     if unit not in ("vq", "phy", "vanilla"):
-        raise ValueError(f"unknown curriculum unit {unit!r}; expected a TA facet, vq, phy, vanilla or "
-                         f"{cd.VANILLA_UNIT_PREFIX}<TA facet>")
+        raise ValueError(f"unknown curriculum unit {unit!r}; expected a TA facet, vq, phy, vanilla, "
+                         f"{cd.VANILLA_UNIT_PREFIX}<TA facet> or {cd.VANILLA_PART_PREFIX}<TA facet>[+<TA facet>...]")
     return unit, None
 
 

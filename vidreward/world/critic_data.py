@@ -82,6 +82,10 @@ VANILLA_WHY: dict[str, str] = {
 }
 #: curriculum unit of a Vanilla example whose "No" videos break one TA facet only: ``"vanilla:Color Requirement"``
 VANILLA_UNIT_PREFIX = "vanilla:"
+#: curriculum unit of a Vanilla example whose prompt is only some facets' descriptions, joined by "+":
+#: ``"vanilla-part:Environment+Color Requirement"`` asks "The prompt is: \"A plain black background. The square is
+#: yellow.\" Does this video match the prompt?..."
+VANILLA_PART_PREFIX = "vanilla-part:"
 CAPTION_QUESTION = "Describe this video in one sentence."
 #: short TA question used to warm up the decision (the comparison of the description with the video)
 SHORT_TA_QUESTION = "{key}: {description}?"
@@ -98,7 +102,7 @@ class CriticExample:
     dimension: str
     """"ta", "phy", "vq", "vanilla" or "caption\""""
     facet: str
-    """curriculum unit: the TA facet key, the dimension, or ``vanilla:<TA facet>``"""
+    """curriculum unit: the TA facet key, the dimension, ``vanilla:<TA facet>`` or ``vanilla-part:<facets>``"""
     video: torch.Tensor
     """[F, 3, H, W] in [0, 1], the full render (the caller subsamples N_f frames)"""
     reference: torch.Tensor | None
@@ -194,13 +198,25 @@ def vanilla_answer(label: str, source: str) -> str:
     return f"No. In the video {VANILLA_WHY[source]}."
 
 
+def vanilla_part_facets(unit: str) -> tuple[str, ...]:
+    """The TA facets of a ``vanilla-part:F1+F2`` unit, in order; a clear error for a facet the world does not break."""
+    parts = tuple(unit[len(VANILLA_PART_PREFIX):].split("+"))
+    unknown = [p for p in parts if p not in BREAKS]
+    if not unit.startswith(VANILLA_PART_PREFIX) or unknown:
+        raise ValueError(f"curriculum unit {unit!r}: expected {VANILLA_PART_PREFIX}<facet>[+<facet>...] with facets "
+                         f"from {sorted(BREAKS)}")
+    return parts
+
+
 def make_example(spec: SceneSpec, dimension: str, label: str | None, seed: int, cfg: RenderConfig,
                  n_frames: int, facet: str | None = None, short: bool = False) -> CriticExample:
     """One example of ``dimension`` with the given label (Yes / No; None for "caption") for scene ``spec``.
 
     ``facet``: TA, the facet asked (default a drawn one); Vanilla, the facet a No video breaks (one of
-    ``BREAKS[facet]``, and the example's unit is ``vanilla:<facet>``; default any of :data:`SEMANTIC_EDITS`);
-    caption, the facet described.
+    ``BREAKS[facet]``, and the example's unit is ``vanilla:<facet>``; default any of :data:`SEMANTIC_EDITS`), or a
+    ``vanilla-part:<facets>`` unit (:func:`vanilla_part_facets`): the prompt is those facets' descriptions alone, a
+    No video breaks one of them and a Yes video is clean, noisy, blurred, or edited where every one of them holds
+    (:data:`KEEPS`); caption, the facet described.
     ``short`` (TA only, a training warm-up): the question is just the facet description and "?" (see
     :data:`SHORT_TA_QUESTION`) instead of the Fig. 15 template; the answer is the same JSON.
     """
@@ -240,6 +256,13 @@ def make_example(spec: SceneSpec, dimension: str, label: str | None, seed: int, 
         else:
             source = rng.choice(("clean", "clean", "clean") + tuple(PHY_KEY) + SEMANTIC_EDITS[:4])
         question, answer = vq_question(n_frames), vq_answer(source)
+    elif dimension == "vanilla" and facet and facet.startswith(VANILLA_PART_PREFIX):
+        key, parts = facet, vanilla_part_facets(facet)
+        keeps = [s for s in KEEPS[parts[0]] if all(s in KEEPS[p] for p in parts)]
+        source = rng.choice([s for p in parts for s in BREAKS[p]]) if label == "No" \
+            else rng.choice(["clean", "clean", "noise", "blur", *keeps])
+        question = vanilla_question(" ".join(facets[p].strip() for p in parts))
+        answer = vanilla_answer(label, source)
     elif dimension == "vanilla":
         key = f"{VANILLA_UNIT_PREFIX}{facet}" if facet else "vanilla"
         breaks = BREAKS[facet] if facet else SEMANTIC_EDITS

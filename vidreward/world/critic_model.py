@@ -152,3 +152,30 @@ def export_critic(critic, out_dir: Path, info: dict) -> None:
     tmp.replace(out_dir)
     shutil.rmtree(old, ignore_errors=True)
     logger.info("exported critic to %s", out_dir)
+
+
+def grow_text_model(model, extra_layers: int) -> None:
+    """Append ``extra_layers`` decoder layers to ``model``'s text model, each a copy of its last layer with the
+    attention output projection and the MLP down projection zeroed, so the grown model computes exactly what it did:
+    a decoder layer adds ``o_proj(attn(norm(h)))`` and then ``down_proj(mlp(norm(h)))`` to its input ``h``, both 0
+    here. Training moves them off zero (their gradients are not zero: they multiply non-zero activations).
+
+    In place; ``config.text_config`` (``num_hidden_layers``, ``layer_types``) follows, so ``save_pretrained`` →
+    ``from_pretrained`` rebuilds the grown model.
+    """
+    import copy
+
+    import torch
+
+    layers = model.model.language_model.layers
+    text_config = model.model.language_model.config  # the same object as model.config.text_config
+    for _ in range(extra_layers):
+        layer = copy.deepcopy(layers[-1])
+        layer.self_attn.layer_idx = len(layers)  # its slot in a generation KV cache
+        with torch.no_grad():
+            layer.self_attn.o_proj.weight.zero_()
+            layer.mlp.down_proj.weight.zero_()
+        layers.append(layer)
+    text_config.num_hidden_layers = len(layers)
+    text_config.layer_types = [*text_config.layer_types, *[text_config.layer_types[-1]] * extra_layers]
+    logger.info("text model grown to %d decoder layers", len(layers))
