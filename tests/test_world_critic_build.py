@@ -138,6 +138,30 @@ def test_the_checks_recipe_differs_from_the_temporal_one_only_in_stage_three():
                                                                                             {"vq": 600, "phy": 600})
 
 
+def test_the_prompts_recipe_is_the_checks_one_with_a_grown_text_model_and_the_vanilla_prompt_curriculum():
+    from dataclasses import asdict
+
+    from vidreward.world.critic_build_config import (
+        CHECKS_PHASES,
+        PROMPT_PHASES,
+        checks_recipe,
+        prompts_recipe,
+    )
+    from vidreward.world.critic_curriculum import unit_dimension
+
+    checks, prompts = asdict(checks_recipe()), asdict(prompts_recipe())
+    assert {k for k in checks if checks[k] != prompts[k]} == {"phases", "grow_text_phase", "unit_max_steps"}
+    # the checks phases up to Object(s) (Location left out), then Vanilla units only, plain Vanilla last
+    assert PROMPT_PHASES[:7] == CHECKS_PHASES[:7] and CHECKS_PHASES[6] == ("Object(s)",)
+    assert all(unit_dimension(units[0])[0] == "vanilla" for units in PROMPT_PHASES[7:])
+    assert PROMPT_PHASES[-1] == ("vanilla",) and ("Object Location / Spatial Distribution",) not in PROMPT_PHASES
+    # the text model grows as the first Vanilla unit (Colour's description alone) starts
+    assert PROMPT_PHASES[prompts["grow_text_phase"]] == ("vanilla-part:Color Requirement",)
+    assert prompts["unit_max_steps"]["vanilla-part:Color Requirement"] == 500
+    assert prompts["unit_max_steps"]["vanilla"] == 400 and prompts["unit_max_steps"]["vanilla:Object(s)"] == 300
+    assert asdict(CriticBuildConfig())["grow_text_phase"] == -1  # no other recipe grows
+
+
 def test_the_shipped_critic_was_built_by_the_commands_default_recipe():
     """`vidreward world build critic --threads 2` (the default recipe) has exactly the config that the shipped critic's
     critic_build.json records, so the command rebuilds the shipped critic's recipe."""

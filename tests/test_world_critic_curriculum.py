@@ -5,7 +5,9 @@ from collections import Counter
 
 import pytest
 
+from vidreward.rewards.vanilla_drf import vanilla_question
 from vidreward.world import critic_data as cd
+from vidreward.world.captions import facet_dict
 from vidreward.world.critic_curriculum import (
     CURRICULUM,
     PHASES,
@@ -104,3 +106,33 @@ def test_unit_dimension_names_the_dimension_and_rejects_unknown_units():
         unit_dimension("vanilla:Style")
     with pytest.raises(ValueError, match="unknown curriculum unit 'colour'"):
         unit_dimension("colour")
+
+
+def test_a_vanilla_part_unit_asks_about_its_facets_descriptions_alone():
+    """``vanilla-part:Environment+Color Requirement``: the prompt is the two descriptions joined by a space; a No
+    video breaks one of the two (background / wrong colour), a Yes video is clean, noisy, blurred, or edited where
+    both hold (the edits both facets' KEEPS list: motion, position, lighting, size)."""
+    unit = "vanilla-part:Environment+Color Requirement"
+    phases = (("Color Requirement",), (unit,))
+    drawn = [curriculum_example(random.Random(f"vp{k // 2}"), k, 1, 0.0, CFG, phases=phases, replay_share=0.0)[0]
+             for k in range(96)]
+    part = [e for e in drawn if e.dimension != "caption"]
+    assert part and {(e.dimension, e.facet) for e in part} == {("vanilla", unit)}
+    assert {e.source for e in part if e.label == "No"} == {"background", "wrong_color"}
+    assert {e.source for e in part if e.label == "Yes"} <= {"clean", "noise", "blur", "wrong_motion", "wrong_position",
+                                                           "lighting", "size"}
+    for e in part:
+        facets = facet_dict(e.scene.facets())
+        prompt = f"{facets['Environment'].strip()} {facets['Color Requirement'].strip()}"
+        assert e.question == vanilla_question(prompt)
+        assert e.answer.startswith(f"{e.label}.") and e.decision_chars == [0] and e.eval_char == 0
+    one = cd.make_example(sample_scene(5, CFG.num_frames), "vanilla", "Yes", 5, CFG, 10,
+                          facet="vanilla-part:Lighting")
+    assert one.question == vanilla_question(facet_dict(one.scene.facets())["Lighting"].strip())
+
+
+def test_vanilla_part_units_name_world_facets():
+    assert cd.vanilla_part_facets("vanilla-part:Object(s)+Lighting") == ("Object(s)", "Lighting")
+    assert unit_dimension("vanilla-part:Object(s)") == ("vanilla", "vanilla-part:Object(s)")
+    with pytest.raises(ValueError, match="'vanilla-part:Lighting\\+Style': expected vanilla-part:<facet>"):
+        unit_dimension("vanilla-part:Lighting+Style")
