@@ -18,11 +18,9 @@ Stages (as real VLMs are built; see ../shared/notes/world-probe.md for why a one
    "Video Lighting: dim"); the decision tokens weigh ``decision_weight``; the vision tower is tuned too from the first
    phase holding VQ or Phy on (``instruct_vision_lr``).
 
-Recipes: :func:`critic_build_config.checks_recipe` (the shipped critic's since session 16, the command's default)
-is :func:`critic_build_config.temporal_recipe` (session 13, ``--critic-recipe temporal``: a whole clip of up to 10
-frames in one temporal patch, physics corruptions and classification heads (:mod:`critic_heads`) in stage 1, the Phy
-answers' decisions balanced) with every auxiliary TA example answered by a check answer and one unit per curriculum
-phase; ``CriticBuildConfig()`` is the session-10 recipe (``--critic-recipe session10``).
+Recipes (:mod:`critic_build_config`: ``checks_recipe``, ``prompts_recipe``, ``temporal_recipe``; the
+session-10 one is ``CriticBuildConfig()``) differ in stage sizes and in the stage (iii) curriculum; one may grow the
+text model by a decoder layer as a phase starts (``grow_text_phase``, :func:`critic_model.grow_text_model`).
 
 Every ``eval_every`` steps of stage 3 the held-out renders are scored per dimension, with and without the frames
 shuffled across the batch; the best critic so far (highest mean per-dimension accuracy) is written to
