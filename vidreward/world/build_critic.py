@@ -103,6 +103,14 @@ def align_step(cfg: CriticBuildConfig, step: int, critic: VLMCritic, align: Word
     return loss.item()
 
 
+def _trainable_text_parameters(model) -> list[torch.nn.Parameter]:
+    """Every parameter outside the vision tower (language model, word embeddings), set to require gradients."""
+    params = [p for n, p in model.named_parameters() if not n.startswith("model.visual")]
+    for p in params:
+        p.requires_grad_(True)
+    return params
+
+
 def _trainable_state(model, align, heads) -> dict[str, torch.Tensor]:
     state = {k: v for k, v in model.state_dict().items() if k != "lm_head.weight"}  # tied to the embeddings
     state.update({f"align.{k}": v for k, v in align.state_dict().items()})
@@ -185,7 +193,7 @@ def run_build(cfg: CriticBuildConfig) -> dict:
         ex.update(stage="caption", stage_step=0)
         opt_state = None
         checkpoint(None, stage_end=True)
-    text_params = [p for n, p in model.named_parameters() if not n.startswith("model.visual")]
+    text_params = _trainable_text_parameters(model)
     vision_params = list(model.model.visual.parameters())
 
     def make_optimizer(stage: str, saved):
@@ -206,8 +214,6 @@ def run_build(cfg: CriticBuildConfig) -> dict:
     def tunes_vision() -> bool:
         return ex["stage"] == "instruct" and cfg.instruct_vision_lr > 0 and ex["phase"] >= vision_phase
 
-    for p in text_params:
-        p.requires_grad_(True)
     optimizer = make_optimizer(ex["stage"], opt_state) if ex["stage"] != "done" else None  # a finished build
 
     def text_step(examples, nf):
@@ -247,9 +253,7 @@ def run_build(cfg: CriticBuildConfig) -> dict:
         if phase == cfg.grow_text_phase and not ex.get("text_layers_added"):
             grow_text_model(model, cfg.grow_text_layers)
             ex["text_layers_added"] = cfg.grow_text_layers
-            text_params = [p for n, p in model.named_parameters() if not n.startswith("model.visual")]
-            for p in text_params:
-                p.requires_grad_(True)
+            text_params = _trainable_text_parameters(model)  # now with the new layers'
             optimizer = make_optimizer("instruct", None)
         pairs = [curriculum_example(_rng(cfg, "instruct", step, i // 2), i, phase, cfg.short_question_share, rcfg,
                                     cfg.format_share, cfg.aux_share, phases, cfg.aux_check_share,
