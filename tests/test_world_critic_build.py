@@ -240,3 +240,57 @@ def test_the_text_model_grows_at_its_phase_and_a_resumed_build_keeps_the_grown_l
     state_path.write_text(json.dumps(saved))
     with pytest.raises(ValueError, match="written by another architecture"):
         run_build(wrong)
+
+
+def test_the_joint_recipe_keeps_earlier_vanilla_units_in_later_vanilla_phases_and_freezes_vision_after_growth():
+    from dataclasses import asdict
+
+    from vidreward.world.critic_build_config import JOINT_PHASES, PROMPT_PHASES, joint_recipe, prompts_recipe
+
+    joint, prompts = joint_recipe(), prompts_recipe()
+    assert {k for k, v in asdict(joint).items() if asdict(prompts)[k] != v} == {
+        "phases", "freeze_vision_phase", "unit_max_steps"}
+    assert JOINT_PHASES[:10] == PROMPT_PHASES[:10]  # up to the first whole-caption Vanilla unit
+    assert JOINT_PHASES[11] == ("vanilla:Object(s)", "vanilla:Color Requirement")
+    assert JOINT_PHASES[13] == ("vanilla:Objects' Motion", "vanilla:Object(s)", "vanilla:Color Requirement")
+    seen: set[str] = set()  # every whole-caption unit of a phase stays in the later whole-caption phases
+    for units in JOINT_PHASES[7:-1]:
+        if units[0].startswith("vanilla:"):
+            assert seen <= set(units)
+            seen |= set(units)
+    assert joint.grow_text_phase == joint.freeze_vision_phase == 7 == JOINT_PHASES.index(
+        ("vanilla-part:Color Requirement",))
+    caps = joint.unit_max_steps
+    assert (caps["vq"], caps["phy"], caps["Objects' Motion"], caps["Object(s)"], caps["vanilla"]) == (
+        500, 600, 800, 800, 600)
+
+
+def test_vision_tuning_starts_at_the_first_vq_or_phy_phase_and_stops_at_freeze_vision_phase():
+    from vidreward.world.critic_build_config import checks_recipe, joint_recipe
+
+    checks = checks_recipe()  # Colour, Lighting, Environment, VQ (phase 3), ... 9 phases, then mixed (9)
+    assert [checks.tunes_vision_at(k) for k in (0, 2, 3, 8, 9)] == [False, False, True, True, True]
+    joint = joint_recipe()  # VQ at 3, frozen again from 7 on, mixed phase (15) too
+    assert [joint.tunes_vision_at(k) for k in (2, 3, 6, 7, 14, 15)] == [False, True, True, False, False, False]
+    assert not any(joint_recipe(instruct_vision_lr=0.0).tunes_vision_at(k) for k in range(16))
+
+
+def test_a_build_freezes_the_vision_tower_again_at_freeze_vision_phase(tiny_build, tmp_path):
+    """A branch from the tiny build's stage-2 end: one VQ step tunes the tower; from phase 1 (Lighting) on, including
+    the mixed phase, the tower's weights no longer move."""
+    cfg, _ = tiny_build
+    stage2_end = sorted((Path(cfg.work_dir) / "stage_ends").iterdir())[1]
+    branch = dataclasses.replace(cfg, work_dir=str(tmp_path / "work"), out_dir=str(tmp_path / "out"),
+                                 phases=(("vq",), ("Lighting",)), freeze_vision_phase=1, eval_every=1)
+    shutil.copytree(Path(cfg.work_dir) / "init", Path(branch.work_dir) / "init")
+    shutil.copytree(stage2_end, Path(branch.work_dir) / "checkpoints" / stage2_end.name)
+    run_build(branch)
+
+    def vision(ck_dir: Path) -> dict[str, torch.Tensor]:
+        return {k: v for k, v in load_checkpoint(ck_dir).trainable.items() if k.startswith("model.visual")}
+
+    kept = sorted((Path(branch.work_dir) / "checkpoints").iterdir())  # the last two: steps 3 and 4 (mixed)
+    assert [load_checkpoint(d).state.extra["stage_step"] for d in kept] == [3, 4]
+    start, before_last, last = vision(stage2_end), vision(kept[0]), vision(kept[1])
+    assert any(not torch.equal(start[k], last[k]) for k in start)  # the VQ step moved the tower
+    assert all(torch.equal(before_last[k], last[k]) for k in last)  # the mixed step did not

@@ -73,11 +73,12 @@ def _build_critic(args: argparse.Namespace) -> int:
     from vidreward.world.critic_build_config import (
         CriticBuildConfig,
         checks_recipe,
+        joint_recipe,
         prompts_recipe,
         temporal_recipe,
     )
 
-    recipe = {"checks": checks_recipe, "prompts": prompts_recipe, "temporal": temporal_recipe,
+    recipe = {"checks": checks_recipe, "joint": joint_recipe, "prompts": prompts_recipe, "temporal": temporal_recipe,
               "session10": CriticBuildConfig}[args.critic_recipe]
     cfg = recipe(seed=args.seed, threads=args.threads)
     if args.critic_minutes:
@@ -159,11 +160,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     build.add_argument("--critic-minutes", type=float, default=None,
                        help="critic: wall-clock minutes of the whole build (all stages, summed over resumed runs) after "
                             "which stage (iii) stops (default: the recipe's 88)")
-    build.add_argument("--critic-recipe", choices=("checks", "prompts", "temporal", "session10"), default="checks",
+    build.add_argument("--critic-recipe", choices=("checks", "joint", "prompts", "temporal", "session10"),
+                       default="checks",
                        help="critic: the recipe of the critic shipped since session 16 (critic_build_config."
                             "checks_recipe: the temporal one with check answers and one unit per curriculum phase), "
                             "session 18's (prompts_recipe: checks with one more text layer after Object(s) and a "
-                            "Vanilla prompt curriculum), the session-13 one (temporal_recipe: 10 frames per temporal patch, stage (i) heads for "
+                            "Vanilla prompt curriculum), session 19's (joint_recipe: prompts with earlier Vanilla "
+                            "units kept in later Vanilla phases, the vision tower frozen after the growth and lower "
+                            "caps), the session-13 one (temporal_recipe: 10 frames per temporal patch, stage (i) heads for "
                             "motion / physics / quality, balanced Phy decisions) or the session-10 one "
                             "(CriticBuildConfig defaults)")
     build.add_argument("--ignore-vae-gate", action="store_true",

@@ -67,7 +67,6 @@ from vidreward.world.critic_curriculum import (
     N_FRAMES_CHOICES,
     curriculum_example,
     train_scene,
-    vision_tuning_phase,
 )
 from vidreward.world.critic_heads import AttributeHeads
 from vidreward.world.critic_model import build_critic_model, export_critic, grow_text_model, train_tokenizer
@@ -209,10 +208,9 @@ def run_build(cfg: CriticBuildConfig) -> dict:
         return opt
 
     phases = cfg.phases
-    vision_phase = vision_tuning_phase(phases)
 
     def tunes_vision() -> bool:
-        return ex["stage"] == "instruct" and cfg.instruct_vision_lr > 0 and ex["phase"] >= vision_phase
+        return ex["stage"] == "instruct" and cfg.tunes_vision_at(ex["phase"])
 
     optimizer = make_optimizer(ex["stage"], opt_state) if ex["stage"] != "done" else None  # a finished build
 

@@ -6,7 +6,7 @@ import math
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from vidreward.world.critic_curriculum import PHASES
+from vidreward.world.critic_curriculum import PHASES, vision_tuning_phase
 from vidreward.world.critic_model import CriticArch
 
 #: where the shipped critic lives (a ``save_pretrained`` directory inside the package)
@@ -107,6 +107,10 @@ class CriticBuildConfig:
     decide at the reply's first token, which Vanilla's answer is, and one more layer did (docs/world_critic.md)"""
     grow_text_layers: int = 1
     """decoder layers added at ``grow_text_phase``"""
+    freeze_vision_phase: int = -1
+    """stage (iii): the curriculum phase from which the vision tower is frozen again (the mixed phase counts as phase
+    ``len(phases)``); -1: tuned to the end (every recipe up to session 18). A step that tunes the tower costs ~2-3x a
+    frozen-tower one, so phases that only teach the language model (the Vanilla prompt curriculum) get more steps"""
     phase_min_steps: int = 20
     """stage (iii): steps before a phase may end"""
     phase_max_steps: int = 400
@@ -129,6 +133,12 @@ class CriticBuildConfig:
     def __post_init__(self):
         if self.align_lr_schedule not in ALIGN_LR_SCHEDULES:
             raise ValueError(f"align_lr_schedule {self.align_lr_schedule!r} is not one of {ALIGN_LR_SCHEDULES}")
+
+    def tunes_vision_at(self, phase: int) -> bool:
+        """Whether stage (iii) tunes the vision tower in curriculum phase ``phase`` (``len(phases)``: the mixed phase):
+        from :func:`critic_curriculum.vision_tuning_phase` on, and before ``freeze_vision_phase`` when that is set."""
+        frozen_again = 0 <= self.freeze_vision_phase <= phase
+        return self.instruct_vision_lr > 0 and vision_tuning_phase(self.phases) <= phase and not frozen_again
 
     def align_lr_at(self, step: int) -> float:
         """Stage (i) learning rate of step ``step`` (0-based) under ``align_lr_schedule``."""
@@ -192,4 +202,30 @@ def prompts_recipe(**overrides) -> CriticBuildConfig:
     first = PROMPT_PHASES.index(("vanilla-part:Color Requirement",))
     caps = {units[0]: 300 for units in PROMPT_PHASES[first:]} | {PROMPT_PHASES[first][0]: 500, "vanilla": 400}
     settings = dict(phases=PROMPT_PHASES, grow_text_phase=first, unit_max_steps={"vq": 600, "phy": 600} | caps)
+    return checks_recipe(**(settings | overrides))
+
+
+#: stage (iii) curriculum of :func:`joint_recipe`: :data:`PROMPT_PHASES` in which each whole-caption Vanilla phase
+#: also holds the whole-caption units learnt before it (session 18: with one unit per phase, what one Vanilla phase
+#: taught, the next erased; a phase ends only when all its units are at ``phase_target``)
+JOINT_PHASES: tuple[tuple[str, ...], ...] = CHECKS_PHASES[:7] + (
+    ("vanilla-part:Color Requirement",), ("vanilla-part:Environment+Color Requirement",), ("vanilla:Color Requirement",),
+    ("vanilla-part:Object(s)",), ("vanilla:Object(s)", "vanilla:Color Requirement"),
+    ("vanilla-part:Objects' Motion",), ("vanilla:Objects' Motion", "vanilla:Object(s)", "vanilla:Color Requirement"),
+    ("vanilla",))
+
+
+def joint_recipe(**overrides) -> CriticBuildConfig:
+    """Session 19 (``vidreward world build critic --critic-recipe joint``): :func:`prompts_recipe` with
+    (a) the curriculum of :data:`JOINT_PHASES` (earlier whole-caption Vanilla units stay in each later Vanilla phase);
+    (b) the vision tower frozen from the growth on (``freeze_vision_phase``), so the Vanilla phases, which teach the
+    language model, take cheaper steps; (c) lower caps for the phases that ran out their caps in session 18's build
+    (VQ 500, Phy 600, Motion 800, Object(s) 800: there 600, 600, 1200, 1200 took 51 of the 74 stage (iii) minutes);
+    the Vanilla units' caps are per unit and phase (a two-unit phase may take twice one unit's), plain Vanilla 600."""
+    first = JOINT_PHASES.index(("vanilla-part:Color Requirement",))
+    caps = {"vq": 500, "phy": 600, "Objects' Motion": 800, "Object(s)": 800,
+            "vanilla-part:Color Requirement": 400, "vanilla-part:Environment+Color Requirement": 200,
+            "vanilla:Color Requirement": 200, "vanilla-part:Object(s)": 300, "vanilla:Object(s)": 200,
+            "vanilla-part:Objects' Motion": 300, "vanilla:Objects' Motion": 200, "vanilla": 600}
+    settings = dict(phases=JOINT_PHASES, grow_text_phase=first, freeze_vision_phase=first, unit_max_steps=caps)
     return checks_recipe(**(settings | overrides))

@@ -1,0 +1,61 @@
+"""Issue 6's gate measurement for any critic directory: the test batch of ``tests/test_world_critic.py`` (or a larger
+batch of other held-out seeds), frames in order and shuffled, per dimension.
+
+It runs the test module's own ``_accuracy`` (the real call path: ``answer_logprobs`` at the decision token for TA /
+Phy / VQ, ``decision_logprobs`` for Vanilla), so a critic that scores here passes or fails the gate test the same way
+once shipped. ``--seed0 80000000 --per-dimension 64`` draws fresh held-out scenes (the build never trains on seeds
+>= 40M and evaluates on 50M...; the test batch is 70M...). Several critics are scored side by side.
+
+    .venv/bin/python scripts/experiments/critic_test_batch.py [--critic DIR ...] [--per-dimension 12]
+        [--seed0 70000000] [--out FILE.json]
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import json
+from pathlib import Path
+
+from vidreward.critics.vlm import VLMCritic
+from vidreward.world import critic_data as cd
+from vidreward.world.critic_build_config import ASSET_DIR
+
+TEST_MODULE = Path(__file__).resolve().parents[2] / "tests" / "test_world_critic.py"
+
+
+def _gate_module():
+    spec = importlib.util.spec_from_file_location("test_world_critic", TEST_MODULE)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--critic", nargs="+", default=[str(ASSET_DIR)], help="critic save_pretrained dirs")
+    parser.add_argument("--per-dimension", type=int, default=None, help="examples per dimension (default: the test's)")
+    parser.add_argument("--seed0", type=int, default=None, help="first scene seed (default: the test batch's)")
+    parser.add_argument("--out", help="write the table as JSON here")
+    args = parser.parse_args()
+    gate = _gate_module()
+    per_dim = args.per_dimension or gate.PER_DIMENSION
+    seed0 = gate.TEST_SEED0 if args.seed0 is None else args.seed0
+    examples = cd.held_out_examples(per_dim, n_frames=gate.N_FRAMES, seed0=seed0)
+    rows = {}
+    header = f"{'critic':<40} {'overall':>7} " + " ".join(f"{d:>7}" for d in cd.DIMENSIONS) + f" {'shuffled':>8}"
+    print(f"{per_dim} examples per dimension from seed {seed0}\n{header}")
+    for path in args.critic:
+        critic = VLMCritic.from_pretrained(path)
+        overall, dims = gate._accuracy(critic, examples, shuffle=False)
+        shuffled, shuffled_dims = gate._accuracy(critic, examples, shuffle=True)
+        rows[path] = {"overall": overall, "per_dimension": dims, "shuffled": shuffled,
+                      "shuffled_per_dimension": shuffled_dims}
+        print(f"{path[-40:]:<40} {overall:7.3f} " + " ".join(f"{dims[d]:7.3f}" for d in cd.DIMENSIONS)
+              + f" {shuffled:8.3f}")
+    if args.out:
+        Path(args.out).write_text(json.dumps({"per_dimension": per_dim, "seed0": seed0, "critics": rows}, indent=1))
+
+
+if __name__ == "__main__":
+    main()
