@@ -183,7 +183,7 @@ def test_the_shipped_critic_was_built_by_the_commands_default_recipe():
 def test_the_build_command_passes_its_flags_to_the_recipe(monkeypatch):
     from vidreward.cli import build_parser
     from vidreward.world import build_commands, build_critic
-    from vidreward.world.critic_build_config import checks_recipe, temporal_recipe
+    from vidreward.world.critic_build_config import checks_recipe, joint_recipe, temporal_recipe
 
     seen = []
     monkeypatch.setattr(build_critic, "run_build", lambda cfg: seen.append(cfg) or {"best_eval": {"step": 1}})
@@ -195,6 +195,9 @@ def test_the_build_command_passes_its_flags_to_the_recipe(monkeypatch):
     monkeypatch.setattr(build_critic, "run_build", lambda cfg: seen.append(cfg) or {})
     assert build_commands.BUILD_TARGETS[args.target](args) == 1  # no evaluation: the command fails
     assert seen[-1] == temporal_recipe(threads=args.threads)
+    args = build_parser().parse_args(["world", "build", "critic", "--critic-recipe", "joint"])
+    build_commands.BUILD_TARGETS[args.target](args)
+    assert seen[-1] == joint_recipe(threads=args.threads)
 
 
 def test_the_text_model_grows_at_its_phase_and_a_resumed_build_keeps_the_grown_layer(tiny_build, tmp_path,
