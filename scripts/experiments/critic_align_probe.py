@@ -12,7 +12,7 @@ got worse (``critic_align.align_accuracy``, whose quality group is also split by
 
 ``--temporal-patch T --physics --heads-weight W`` run stage (i) with T frames per temporal patch, physics
 corruptions and the classification heads of ``critic_heads`` (motion, physics, quality; their balanced accuracy is
-reported as ``head_*``).
+reported as ``head_*``); ``--group-weight G`` weighs the per-group (colour / shape / size) loss on object tokens.
 """
 
 from __future__ import annotations
@@ -45,10 +45,11 @@ def main() -> None:
     parser.add_argument("--temporal-patch", type=int, default=2, help="CriticArch.temporal_patch_size")
     parser.add_argument("--physics", action="store_true", help="CriticBuildConfig.align_physics")
     parser.add_argument("--heads-weight", type=float, default=0.0, help="CriticBuildConfig.align_heads_weight")
+    parser.add_argument("--group-weight", type=float, default=1.0, help="CriticBuildConfig.align_group_weight")
     parser.add_argument("--out", required=True, help="JSON of the evaluations")
     args = parser.parse_args()
     cfg = CriticBuildConfig(align_visible_defects=args.visible_defects, align_physics=args.physics,
-                            align_heads_weight=args.heads_weight,
+                            align_heads_weight=args.heads_weight, align_group_weight=args.group_weight,
                             arch=CriticArch(temporal_patch_size=args.temporal_patch))
     torch.set_num_threads(args.threads)
     torch.manual_seed(cfg.seed)
