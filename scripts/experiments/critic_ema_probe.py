@@ -14,22 +14,21 @@ issue-6 test batch (``tests/test_world_critic.py``'s own ``_accuracy``; never us
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import json
 import random
 import time
 from pathlib import Path
 
 import torch
+from critic_test_batch import gate_module, gate_scores  # this script's directory
 
 from vidreward.critics.vlm import VLMCritic
 from vidreward.world import critic_data as cd
+from vidreward.world.build_critic import trainable_text_parameters
 from vidreward.world.critic_batch import evaluate, grouped_loss
 from vidreward.world.critic_build_config import joint_recipe
 from vidreward.world.critic_curriculum import curriculum_example
 from vidreward.world.render import RenderConfig
-
-TEST_MODULE = Path(__file__).resolve().parents[2] / "tests" / "test_world_critic.py"
 
 
 def _swap(params: list[torch.nn.Parameter], other: list[torch.Tensor]) -> None:
@@ -39,16 +38,6 @@ def _swap(params: list[torch.nn.Parameter], other: list[torch.Tensor]) -> None:
             tmp = p.detach().clone()
             p.copy_(o)
             o.copy_(tmp)
-
-
-def _test_batch(critic: VLMCritic) -> dict:
-    spec = importlib.util.spec_from_file_location("test_world_critic", TEST_MODULE)
-    gate = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(gate)
-    examples = cd.held_out_examples(gate.PER_DIMENSION, n_frames=gate.N_FRAMES, seed0=gate.TEST_SEED0)
-    overall, dims = gate._accuracy(critic, examples, shuffle=False)
-    shuffled, _ = gate._accuracy(critic, examples, shuffle=True)
-    return {"overall": overall, "per_dimension": dims, "shuffled": shuffled}
 
 
 def main() -> None:
@@ -65,9 +54,7 @@ def main() -> None:
     critic = VLMCritic.from_pretrained(args.critic)
     model = critic.model
     model.model.visual.requires_grad_(False)
-    params = [p for n, p in model.named_parameters() if not n.startswith("model.visual")]
-    for p in params:
-        p.requires_grad_(True)
+    params = trainable_text_parameters(model)
     ema = [p.detach().clone() for p in params]
     optimizer = torch.optim.AdamW(params, lr=cfg.text_lr, weight_decay=0.0)
     held = cd.held_out_examples(cfg.held_out_per_dimension, rcfg)
@@ -97,9 +84,11 @@ def main() -> None:
             for e, p in zip(ema, params):
                 e.mul_(args.decay).add_(p.detach(), alpha=1 - args.decay)
         step += 1
-    final = {"raw": _test_batch(critic)}
+    gate = gate_module()
+    test_batch = cd.held_out_examples(gate.PER_DIMENSION, n_frames=gate.N_FRAMES, seed0=gate.TEST_SEED0)
+    final = {"raw": gate_scores(gate, critic, test_batch)}
     _swap(params, ema)
-    final["ema"] = _test_batch(critic)
+    final["ema"] = gate_scores(gate, critic, test_batch)
     print(f"test batch: raw {final['raw']} | ema {final['ema']}")
     Path(args.out).write_text(json.dumps({"args": vars(args), "history": history, "test_batch": final}, indent=1))
 

@@ -24,11 +24,20 @@ from vidreward.world.critic_build_config import ASSET_DIR
 TEST_MODULE = Path(__file__).resolve().parents[2] / "tests" / "test_world_critic.py"
 
 
-def _gate_module():
+def gate_module():
+    """``tests/test_world_critic.py`` as a module (its ``_accuracy``, batch size and seeds)."""
     spec = importlib.util.spec_from_file_location("test_world_critic", TEST_MODULE)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
+
+
+def gate_scores(gate, critic: VLMCritic, examples: list[cd.CriticExample]) -> dict:
+    """The gate test's accuracies of ``critic`` on ``examples``: overall and per dimension, frames in order and
+    shuffled."""
+    overall, dims = gate._accuracy(critic, examples, shuffle=False)
+    shuffled, shuffled_dims = gate._accuracy(critic, examples, shuffle=True)
+    return {"overall": overall, "per_dimension": dims, "shuffled": shuffled, "shuffled_per_dimension": shuffled_dims}
 
 
 def main() -> None:
@@ -38,7 +47,7 @@ def main() -> None:
     parser.add_argument("--seed0", type=int, default=None, help="first scene seed (default: the test batch's)")
     parser.add_argument("--out", help="write the table as JSON here")
     args = parser.parse_args()
-    gate = _gate_module()
+    gate = gate_module()
     per_dim = args.per_dimension or gate.PER_DIMENSION
     seed0 = gate.TEST_SEED0 if args.seed0 is None else args.seed0
     examples = cd.held_out_examples(per_dim, n_frames=gate.N_FRAMES, seed0=seed0)
@@ -46,13 +55,9 @@ def main() -> None:
     header = f"{'critic':<40} {'overall':>7} " + " ".join(f"{d:>7}" for d in cd.DIMENSIONS) + f" {'shuffled':>8}"
     print(f"{per_dim} examples per dimension from seed {seed0}\n{header}")
     for path in args.critic:
-        critic = VLMCritic.from_pretrained(path)
-        overall, dims = gate._accuracy(critic, examples, shuffle=False)
-        shuffled, shuffled_dims = gate._accuracy(critic, examples, shuffle=True)
-        rows[path] = {"overall": overall, "per_dimension": dims, "shuffled": shuffled,
-                      "shuffled_per_dimension": shuffled_dims}
-        print(f"{path[-40:]:<40} {overall:7.3f} " + " ".join(f"{dims[d]:7.3f}" for d in cd.DIMENSIONS)
-              + f" {shuffled:8.3f}")
+        row = rows[path] = gate_scores(gate, VLMCritic.from_pretrained(path), examples)
+        print(f"{path[-40:]:<40} {row['overall']:7.3f} "
+              + " ".join(f"{row['per_dimension'][d]:7.3f}" for d in cd.DIMENSIONS) + f" {row['shuffled']:8.3f}")
     if args.out:
         Path(args.out).write_text(json.dumps({"per_dimension": per_dim, "seed0": seed0, "critics": rows}, indent=1))
 

@@ -18,9 +18,10 @@ Stages (as real VLMs are built; see ../shared/notes/world-probe.md for why a one
    "Video Lighting: dim"); the decision tokens weigh ``decision_weight``; the vision tower is tuned too from the first
    phase holding VQ or Phy on (``instruct_vision_lr``).
 
-Recipes (:mod:`critic_build_config`: ``checks_recipe``, ``prompts_recipe``, ``temporal_recipe``; the
-session-10 one is ``CriticBuildConfig()``) differ in stage sizes and in the stage (iii) curriculum; one may grow the
-text model by a decoder layer as a phase starts (``grow_text_phase``, :func:`critic_model.grow_text_model`).
+Recipes (:mod:`critic_build_config`: ``checks_recipe``, ``joint_recipe``, ``prompts_recipe``, ``temporal_recipe``;
+the session-10 one is ``CriticBuildConfig()``) differ in stage sizes and in the stage (iii) curriculum; one may grow
+the text model by a decoder layer as a phase starts (``grow_text_phase``, :func:`critic_model.grow_text_model`) and
+freeze the vision tower again from a phase on (``freeze_vision_phase``).
 
 Every ``eval_every`` steps of stage 3 the held-out renders are scored per dimension, with and without the frames
 shuffled across the batch; the best critic so far (highest mean per-dimension accuracy) is written to
@@ -102,7 +103,7 @@ def align_step(cfg: CriticBuildConfig, step: int, critic: VLMCritic, align: Word
     return loss.item()
 
 
-def _trainable_text_parameters(model) -> list[torch.nn.Parameter]:
+def trainable_text_parameters(model) -> list[torch.nn.Parameter]:
     """Every parameter outside the vision tower (language model, word embeddings), set to require gradients."""
     params = [p for n, p in model.named_parameters() if not n.startswith("model.visual")]
     for p in params:
@@ -192,7 +193,7 @@ def run_build(cfg: CriticBuildConfig) -> dict:
         ex.update(stage="caption", stage_step=0)
         opt_state = None
         checkpoint(None, stage_end=True)
-    text_params = _trainable_text_parameters(model)
+    text_params = trainable_text_parameters(model)
     vision_params = list(model.model.visual.parameters())
 
     def make_optimizer(stage: str, saved):
@@ -251,7 +252,7 @@ def run_build(cfg: CriticBuildConfig) -> dict:
         if phase == cfg.grow_text_phase and not ex.get("text_layers_added"):
             grow_text_model(model, cfg.grow_text_layers)
             ex["text_layers_added"] = cfg.grow_text_layers
-            text_params = _trainable_text_parameters(model)  # now with the new layers'
+            text_params = trainable_text_parameters(model)  # now with the new layers'
             optimizer = make_optimizer("instruct", None)
         pairs = [curriculum_example(_rng(cfg, "instruct", step, i // 2), i, phase, cfg.short_question_share, rcfg,
                                     cfg.format_share, cfg.aux_share, phases, cfg.aux_check_share,
