@@ -2,7 +2,7 @@
 
 Each example is (video[, reference], question, answer) with the questions of ``critics/queries.py`` (Figs. 15-17),
 the Vanilla question (``vanilla_question``), and answers in the exact JSON of ``annotate.records.canonical_answer``
-with a short templated explanation. Labels come from how the video was made, never from the oracle:
+with a short templated explanation (:mod:`.critic_answers`). Labels come from how the video was made, never from the oracle:
 
 - **TA** (one facet of the caption's decomposition): Yes for a clean render, or for a render whose corruption
   leaves that facet intact (e.g. the Lighting facet of a wrong-colour video); No when the corruption breaks it
@@ -26,11 +26,19 @@ from dataclasses import dataclass
 
 import torch
 
-from vidreward.annotate.records import canonical_answer
-from vidreward.critics.queries import DECISION_KEYS, FACET_KEYS, phy_question, ta_question, vq_question
+from vidreward.critics.queries import FACET_KEYS, phy_question, ta_question, vq_question
 from vidreward.rewards.vanilla_drf import vanilla_question
 from vidreward.world.captions import facet_dict, make_caption
 from vidreward.world.corrupt import corrupt
+from vidreward.world.critic_answers import (
+    PHY_KEY,
+    VQ_ISSUE,
+    decision_offsets,
+    phy_answer,
+    ta_answer,
+    vanilla_answer,
+    vq_answer,
+)
 from vidreward.world.render import RenderConfig, render
 from vidreward.world.scene import BACKGROUND_COLORS, LIGHTING, MAX_JITTER, SceneSpec, sample_scene
 from vidreward.world.splits import first_scene_of_split
@@ -59,27 +67,6 @@ KEEPS: dict[str, tuple[str, ...]] = {
 EDITS: tuple[str, ...] = ("background", "lighting", "size")
 SEMANTIC_EDITS: tuple[str, ...] = ("wrong_color", "wrong_shape", "wrong_motion", "wrong_position", "background",
                                    "lighting", "size")
-PHY_KEY: dict[str, str] = {"deformation": "abnormal deformation", "teleport": "abnormal motion",
-                           "interpenetration": "unnatural interpenetration"}
-VQ_ISSUE: dict[str, str] = {"noise": "grain noise", "blur": "defocus blur", "flicker": "flicker"}
-PHY_EXPLAIN: dict[str, str] = {
-    "clean": "The objects move smoothly and keep their shapes, as in the real video.",
-    "deformation": "An object changes its shape or size during the clip, unlike in the real video.",
-    "teleport": "An object suddenly jumps to another place in the middle of the clip.",
-    "interpenetration": "An object passes through another object instead of touching it.",
-}
-VQ_EVIDENCE: dict[str, str] = {
-    "clean": "edges and colours as clean as the reference",
-    "noise": "grainy speckles over every frame, unlike the reference",
-    "blur": "softer edges than the reference",
-    "flicker": "brightness jumps between frames, unlike the reference",
-}
-VANILLA_WHY: dict[str, str] = {
-    "wrong_color": "an object has the wrong colour", "wrong_shape": "an object has the wrong shape",
-    "wrong_motion": "an object moves the wrong way", "wrong_position": "an object starts in the wrong place",
-    "background": "the background has the wrong colour", "lighting": "the lighting is wrong",
-    "size": "an object has the wrong size",
-}
 #: curriculum unit of a Vanilla example whose "No" videos break one TA facet only: ``"vanilla:Color Requirement"``
 VANILLA_UNIT_PREFIX = "vanilla:"
 #: curriculum unit of a Vanilla example whose prompt is only some facets' descriptions, joined by "+":
@@ -156,46 +143,6 @@ def make_video(spec: SceneSpec, source: str, seed: int, cfg: RenderConfig) -> to
     if source in EDITS:
         return render(edited_scene(spec, source, seed), cfg)
     return corrupt(spec, source, seed=seed, config=cfg)
-
-
-def _decision_offsets(answer: str) -> list[int]:
-    return [i for w in ('"Yes"', '"No"') for i in _find_all(answer, w)]
-
-
-def _find_all(text: str, word: str) -> list[int]:
-    out, start = [], text.find(word)
-    while start >= 0:
-        out.append(start + 1)
-        start = text.find(word, start + 1)
-    return sorted(out)
-
-
-def ta_answer(label: str, description: str) -> str:
-    """Fig. 15 answer JSON with a templated explanation."""
-    why = "The video shows this" if label == "Yes" else "The video does not show this"
-    return canonical_answer("ta", {"answer": label, "explanation": f"{why}: {description}"})[0]
-
-
-def phy_answer(source: str) -> str:
-    """Fig. 16 answer JSON: the corruption's key Yes, every other key No."""
-    parsed = {k: ("Yes" if PHY_KEY.get(source) == k else "No") for k in DECISION_KEYS["phy"]}
-    parsed["explanation"] = PHY_EXPLAIN.get(source, PHY_EXPLAIN["clean"])
-    return canonical_answer("phy", parsed)[0]
-
-
-def vq_answer(source: str) -> str:
-    """Fig. 17 answer JSON."""
-    issue = VQ_ISSUE.get(source)
-    parsed = {"has obvious defect": "Yes" if issue else "No", "dominant issue": issue or "none",
-              "evidence": [VQ_EVIDENCE.get(source, VQ_EVIDENCE["clean"])]}
-    return canonical_answer("vq", parsed)[0]
-
-
-def vanilla_answer(label: str, source: str) -> str:
-    """Vanilla answer: the decision word first (read by ``decision_logprobs``), then a short reason."""
-    if label == "Yes":
-        return "Yes. Every part of the prompt is shown."
-    return f"No. In the video {VANILLA_WHY[source]}."
 
 
 def vanilla_part_facets(unit: str) -> tuple[str, ...]:
@@ -275,7 +222,7 @@ def make_example(spec: SceneSpec, dimension: str, label: str | None, seed: int, 
     if dimension in ("phy", "vq"):
         reference_scene = rejitter(spec, rng)
         reference = render(reference_scene, cfg)
-    decisions = [0] if dimension == "vanilla" else _decision_offsets(answer)
+    decisions = [0] if dimension == "vanilla" else decision_offsets(answer)
     if dimension == "phy":
         eval_key = PHY_KEY[source] if label == "Yes" else rng.choice(tuple(PHY_KEY.values()))
         eval_char = answer.index(f'"{eval_key}": "') + len(f'"{eval_key}": "')

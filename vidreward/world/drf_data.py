@@ -44,7 +44,7 @@ def records_dir(cfg: DRFConfig) -> Path:
 
 def label_reference(query: dict[str, Any], decomposition: dict[str, str]) -> dict[str, Any]:
     """A ``queries`` item with the construction-label (favourable) reference answer of a clean render."""
-    from vidreward.world.critic_data import phy_answer, ta_answer, vq_answer
+    from vidreward.world.critic_answers import phy_answer, ta_answer, vq_answer
 
     if query["dimension"] == "ta":
         text = ta_answer("Yes", decomposition[query["key"]].strip().rstrip("."))
