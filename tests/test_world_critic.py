@@ -32,7 +32,8 @@ def examples():
     return cd.held_out_examples(PER_DIMENSION, n_frames=N_FRAMES, seed0=TEST_SEED0)
 
 
-def _predict(critic, ex, video):
+def _margin(critic, ex, video):
+    """log p(Yes) - log p(No) at the example's decision."""
     frames = subsample_frames(video, N_FRAMES)
     ref = None if ex.reference is None else subsample_frames(ex.reference, N_FRAMES)
     with torch.no_grad():
@@ -41,7 +42,11 @@ def _predict(critic, ex, video):
         else:
             d = critic.answer_logprobs(frames, ex.question, ex.answer, reference=ref, decision_char=ex.eval_char)
             d = d.decision
-    return "Yes" if d.logp_yes.item() > d.logp_no.item() else "No"
+    return d.logp_yes.item() - d.logp_no.item()
+
+
+def _predict(critic, ex, video):
+    return "Yes" if _margin(critic, ex, video) > 0 else "No"
 
 
 def _accuracy(critic, examples, shuffle):
