@@ -2,7 +2,8 @@
 
 Each example is (video[, reference], question, answer) with the questions of ``critics/queries.py`` (Figs. 15-17),
 the Vanilla question (``vanilla_question``), and answers in the exact JSON of ``annotate.records.canonical_answer``
-with a short templated explanation (:mod:`.critic_answers`). Labels come from how the video was made, never from the oracle:
+with a short templated explanation (:mod:`.critic_answers`). Labels come from how the video was made, never from
+the oracle:
 
 - **TA** (one facet of the caption's decomposition): Yes for a clean render, or for a render whose corruption
   leaves that facet intact (e.g. the Lighting facet of a wrong-colour video); No when the corruption breaks it
