@@ -12,9 +12,20 @@ scored on 96 balanced held-out-split videos, per class. Three arms (``--arm``):
 - ``tuned``: the critic's tower tuned with the head (tower lr 3e-4, the stage (iii) vision rate's order);
 - ``fresh``: a freshly initialised tower of the shipped architecture, tuned with the head (tower lr 1e-3).
 
+``--patch-lr`` sets the patch embedding's own learning rate in the tuned arms (0 freezes it). AdamW moves every weight
+by about lr per step whatever its gradient's scale, and the patch embedding's weights start at std ~0.0075
+(1 / sqrt(3 * 5880)), so at the tower's 1e-3 a step moves each of them by ~13% of that. ``--freeze-highpass``
+trains the patch embedding except its high-pass filters.
+
+``--highpass-channels K`` first re-initialises K output channels of the tower's patch embedding (``Conv3d`` over
+``[T, 14, 14]`` pixels) as high-pass filters (:func:`highpass_init`), so that those channels answer noise and edges
+but not flat colour (``--highpass-gain G``: with G times the norm of the filters they replace): does a tower that
+starts with such filters find noise?
+
 It also prints how far each defect moves the pixels the tower sees: the mean absolute difference of the processor's
 ``pixel_values_videos`` between a defective video and its clean render, against their standard deviation (averaged
-over ``--pixel-videos`` train scenes).
+over ``--pixel-videos`` train scenes), and with ``--highpass-channels`` the mean squared response of the high-pass
+filters and of the others per class and scene (:func:`highpass_energy`).
 
     .venv/bin/python scripts/experiments/critic_quality_probe.py --arm tuned --steps 300 [--critic DIR] --out F.json
 """
@@ -76,6 +87,36 @@ def pixel_shift(critic: VLMCritic, cfg: RenderConfig, n_videos: int) -> dict[str
     return {"clean_std": round(std, 4), **{f"mean_abs_diff_{k}": round(v, 4) for k, v in diffs.items()}}
 
 
+@torch.no_grad()
+def highpass_init(conv: torch.nn.Conv3d, channels: int, gain: float = 1.0, seed: int = 0) -> None:
+    """Re-initialise the first ``channels`` filters of ``conv`` (weight ``[C, 3, T, P, P]``, P even) with Gaussian
+    weights minus their mean over each 2 x 2 pixel block of each frame and colour: a filter with zero sum over every
+    block has zero response to any image constant on the blocks (flat colour), and its response to pixel noise of
+    std sigma is sigma ||w||. Each filter gets ``gain`` times the norm of the filter it replaces."""
+    weight = conv.weight  # [C, 3, T, P, P]
+    c, rgb, t, p, _ = weight.shape
+    gen = torch.Generator().manual_seed(seed)
+    new = torch.randn((channels, rgb, t, p // 2, 2, p // 2, 2), generator=gen)
+    new = (new - new.mean(dim=(4, 6), keepdim=True)).reshape(channels, rgb, t, p, p)
+    norms = weight[:channels].flatten(1).norm(dim=1)  # [channels]
+    weight[:channels] = new * (gain * norms / new.flatten(1).norm(dim=1)).view(-1, 1, 1, 1, 1)
+
+
+@torch.no_grad()
+def highpass_energy(critic: VLMCritic, cfg: RenderConfig, n_videos: int, channels: int) -> dict[str, list[float]]:
+    """Per class, the mean squared patch-embedding response of the first ``channels`` (high-pass) filters and of the
+    others, one pair per train scene: ``{"clean": [hp_0, rest_0, hp_1, rest_1, ...], ...}``."""
+    embed = critic.model.model.visual.patch_embed
+    out: dict[str, list[float]] = {c: [] for c in CLASSES}
+    for i in range(n_videos):
+        for source in CLASSES:
+            video = subsample_frames(quality_video(7_000_000 + 1000 * i, "train", source, cfg), N_FRAMES)
+            response = embed(critic.encoder.encode([video], fps=critic.fps).model_kwargs["pixel_values_videos"])
+            out[source] += [round(float(response[:, :channels].square().mean()), 4),
+                            round(float(response[:, channels:].square().mean()), 4)]  # [patches, C] -> 2 numbers
+    return out
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--arm", choices=("frozen", "tuned", "fresh"), required=True)
@@ -83,6 +124,12 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=300)
     parser.add_argument("--eval-every", type=int, default=100)
     parser.add_argument("--pixel-videos", type=int, default=8)
+    parser.add_argument("--highpass-channels", type=int, default=0, help="patch-embedding filters made high-pass")
+    parser.add_argument("--highpass-gain", type=float, default=1.0, help="their norm over the filters' they replace")
+    parser.add_argument("--patch-lr", type=float, default=-1.0, help="patch embedding's lr when the tower is tuned "
+                        "(-1: the tower's; 0: frozen)")
+    parser.add_argument("--freeze-highpass", action="store_true", help="train the patch embedding but not its "
+                        "high-pass filters")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--out", required=True, help="JSON of the pixel shifts and the evaluations")
     args = parser.parse_args()
@@ -91,14 +138,28 @@ def main() -> None:
     cfg = RenderConfig()
     critic = load_critic(args.arm, args.critic)
     model = critic.model
+    if args.highpass_channels:
+        highpass_init(model.model.visual.patch_embed.proj, args.highpass_channels, args.highpass_gain)
     shift = pixel_shift(critic, cfg, args.pixel_videos)
+    if args.highpass_channels:
+        shift["highpass_energy"] = highpass_energy(critic, cfg, args.pixel_videos, args.highpass_channels)
     print(json.dumps(shift), flush=True)
     head = torch.nn.Linear(model.config.text_config.hidden_size, len(CLASSES))
     model.requires_grad_(False)
     groups = [{"params": list(head.parameters()), "lr": 3e-3}]
     if args.arm != "frozen":
         model.model.visual.requires_grad_(True)
-        groups.append({"params": list(model.model.visual.parameters()), "lr": 3e-4 if args.arm == "tuned" else 1e-3})
+        patch = list(model.model.visual.patch_embed.parameters())
+        rest = [p for p in model.model.visual.parameters() if all(p is not q for q in patch)]
+        groups.append({"params": rest, "lr": 3e-4 if args.arm == "tuned" else 1e-3})
+        if args.patch_lr != 0:
+            groups.append({"params": patch, "lr": groups[-1]["lr"] if args.patch_lr < 0 else args.patch_lr})
+            if args.freeze_highpass:  # zero gradient rows: AdamW (no weight decay) leaves those filters as they are
+                hp = args.highpass_channels
+                model.model.visual.patch_embed.proj.weight.register_hook(
+                    lambda grad: torch.cat([torch.zeros_like(grad[:hp]), grad[hp:]]))
+        else:
+            model.model.visual.patch_embed.requires_grad_(False)
     optimizer = torch.optim.AdamW(groups, weight_decay=0.0)
 
     def pooled(videos: list[torch.Tensor]) -> torch.Tensor:
