@@ -13,6 +13,8 @@ got worse (``critic_align.align_accuracy``, whose quality group is also split by
 ``--temporal-patch T --physics --heads-weight W`` run stage (i) with T frames per temporal patch, physics
 corruptions and the classification heads of ``critic_heads`` (motion, physics, quality; their balanced accuracy is
 reported as ``head_*``); ``--group-weight G`` weighs the per-group (colour / shape / size) loss on object tokens.
+``--highpass-channels K --highpass-gain G --patch-lr LR`` start K patch filters as high-pass ones
+(``critic_quality_probe.highpass_init``) and train the patch embedding at LR (session 20's quality probe).
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ import time
 from pathlib import Path
 
 import torch
+from critic_quality_probe import highpass_init  # this script's directory
 
 from vidreward.critics.vlm import VLMCritic
 from vidreward.world import critic_data as cd
@@ -46,6 +49,9 @@ def main() -> None:
     parser.add_argument("--physics", action="store_true", help="CriticBuildConfig.align_physics")
     parser.add_argument("--heads-weight", type=float, default=0.0, help="CriticBuildConfig.align_heads_weight")
     parser.add_argument("--group-weight", type=float, default=1.0, help="CriticBuildConfig.align_group_weight")
+    parser.add_argument("--highpass-channels", type=int, default=0, help="critic_quality_probe.highpass_init filters")
+    parser.add_argument("--highpass-gain", type=float, default=1.0, help="their norm over the replaced filters'")
+    parser.add_argument("--patch-lr", type=float, default=None, help="the patch embedding's lr (default: align_lr)")
     parser.add_argument("--out", required=True, help="JSON of the evaluations")
     args = parser.parse_args()
     cfg = CriticBuildConfig(align_visible_defects=args.visible_defects, align_physics=args.physics,
@@ -67,7 +73,12 @@ def main() -> None:
     params += list(heads.parameters()) if args.heads_weight else []
     for p in params:
         p.requires_grad_(True)
-    optimizer = torch.optim.AdamW(params, lr=cfg.align_lr, weight_decay=0.0)
+    if args.highpass_channels:
+        highpass_init(model.model.visual.patch_embed.proj, args.highpass_channels, args.highpass_gain)
+    patch = list(model.model.visual.patch_embed.parameters())
+    groups = [{"params": [p for p in params if all(p is not q for q in patch)], "lr": cfg.align_lr},
+              {"params": patch, "lr": cfg.align_lr if args.patch_lr is None else args.patch_lr}]
+    optimizer = torch.optim.AdamW(groups, lr=cfg.align_lr, weight_decay=0.0)
     val = [align_sample(90_000_000 + 1000 * i, rcfg, 10, "heldout", True, args.temporal_patch, args.physics)
            for i in range(96)]
     history, t0 = [], time.time()
