@@ -34,7 +34,7 @@ from vidreward.world.build_critic import align_step
 from vidreward.world.critic_align import WordAlignment, align_accuracy, align_sample, concept_token_ids
 from vidreward.world.critic_build_config import CriticBuildConfig
 from vidreward.world.critic_heads import AttributeHeads
-from vidreward.world.critic_model import CriticArch, build_critic_model, train_tokenizer
+from vidreward.world.critic_model import CriticArch, save_initial_critic
 from vidreward.world.render import RenderConfig
 
 
@@ -60,11 +60,8 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     torch.manual_seed(cfg.seed)
     rcfg = RenderConfig()
-    tokenizer = train_tokenizer(cd.text_corpus(2000), cfg.arch.vocab_size)
-    model, processor = build_critic_model(tokenizer, cfg.arch, cfg.seed)
     with tempfile.TemporaryDirectory() as init_dir:  # loaded back as the build does (processor pixel budget)
-        model.save_pretrained(init_dir, safe_serialization=True)
-        processor.save_pretrained(init_dir)
+        save_initial_critic(init_dir, cd.text_corpus(2000), cfg.arch, cfg.seed)
         critic = VLMCritic.from_pretrained(init_dir)
     model = critic.model
     align = WordAlignment(concept_token_ids(critic.tokenizer))

@@ -79,8 +79,7 @@ from vidreward.world.critic_curriculum import CURRICULUM, curriculum_example, tr
 from vidreward.world.critic_model import (
     QWEN_VL_TEXT_FIRST_CHAT_TEMPLATE,
     CriticArch,
-    build_critic_model,
-    train_tokenizer,
+    save_initial_critic,
 )
 from vidreward.world.render import RenderConfig
 from vidreward.world.scene import MOTIONS, OBJECT_COLORS, SHAPES
@@ -266,10 +265,7 @@ def main() -> None:
     out, rcfg = Path(args.out), RenderConfig()
     init = out / "init"
     if not (init / "model.safetensors").is_file():
-        model, processor = build_critic_model(train_tokenizer(cd.text_corpus(2000), 1024),
-                                              CriticArch(text_layers=args.layers), args.seed)
-        model.save_pretrained(init, safe_serialization=True)
-        processor.save_pretrained(init)
+        save_initial_critic(init, cd.text_corpus(2000), CriticArch(text_layers=args.layers), args.seed)
     critic = VLMCritic.from_pretrained(init)
     if args.question_first:
         critic.processor.chat_template = QWEN_VL_TEXT_FIRST_CHAT_TEMPLATE

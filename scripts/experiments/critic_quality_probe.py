@@ -1,8 +1,8 @@
 """Experiment: can a world critic's vision tower learn to tell clean / noise / blur / flicker apart when trained for
 exactly that?
 
-Every shipped critic misses VQ's noise and blur videos (0 of 16 each in ``critic_facet_eval.py``) while it catches
-flicker, and stage (i)'s quality head ends near chance (``critic_build.json``: ``head_quality`` 0.33). This probe
+Every critic built so far misses most of VQ's noise and blur videos (at most 4 and 3 of 16 in
+``critic_facet_eval.py``) while it catches flicker (15-16 of 16), and stage (i)'s quality head ends near chance (``critic_build.json``: ``head_quality`` 0.33). This probe
 takes the tower out of the build and asks it the one question directly: a fresh linear head on the mean of each
 video's merged tokens (:func:`vidreward.world.critic_align.merged_tokens`, 10 frames, the build's path through the
 Qwen processor), trained with softmax cross-entropy on balanced batches (16 videos, 4 per class, train split), and
@@ -25,7 +25,7 @@ starts with such filters find noise?
 It also prints how far each defect moves the pixels the tower sees: the mean absolute difference of the processor's
 ``pixel_values_videos`` between a defective video and its clean render, against their standard deviation (averaged
 over ``--pixel-videos`` train scenes), and with ``--highpass-channels`` the mean squared response of the high-pass
-filters and of the others per class and scene (:func:`highpass_energy`).
+filters and of the others per class and scene (:func:`pixel_stats`).
 
     .venv/bin/python scripts/experiments/critic_quality_probe.py --arm tuned --steps 300 [--critic DIR] --out F.json
 """
@@ -45,7 +45,7 @@ from vidreward.video_io import subsample_frames
 from vidreward.world import critic_data as cd
 from vidreward.world.critic_align import merged_tokens
 from vidreward.world.critic_build_config import ASSET_DIR
-from vidreward.world.critic_model import CriticArch, build_critic_model, train_tokenizer
+from vidreward.world.critic_model import CriticArch, save_initial_critic
 from vidreward.world.render import RenderConfig
 from vidreward.world.splits import first_scene_of_split
 
@@ -64,27 +64,9 @@ def load_critic(arm: str, critic_dir: str) -> VLMCritic:
     """The critic to probe: ``critic_dir``, or for ``fresh`` a new model of the shipped architecture (seed 0)."""
     if arm != "fresh":
         return VLMCritic.from_pretrained(critic_dir)
-    tokenizer = train_tokenizer(cd.text_corpus(2000), CriticArch().vocab_size)
-    model, processor = build_critic_model(tokenizer, CriticArch(temporal_patch_size=10), 0)
     with tempfile.TemporaryDirectory() as init_dir:  # loaded back as the build does (processor pixel budget)
-        model.save_pretrained(init_dir, safe_serialization=True)
-        processor.save_pretrained(init_dir)
+        save_initial_critic(init_dir, cd.text_corpus(2000), CriticArch(temporal_patch_size=10), 0)
         return VLMCritic.from_pretrained(init_dir)
-
-
-def pixel_shift(critic: VLMCritic, cfg: RenderConfig, n_videos: int) -> dict[str, float]:
-    """Mean |pixel_values(defect) - pixel_values(clean)| per defect, and the clean pixel_values' std."""
-    diffs = {c: 0.0 for c in CLASSES[1:]}
-    std = 0.0
-    for i in range(n_videos):
-        pixels = {}
-        for source in CLASSES:
-            video = subsample_frames(quality_video(7_000_000 + 1000 * i, "train", source, cfg), N_FRAMES)
-            pixels[source] = critic.encoder.encode([video], fps=critic.fps).model_kwargs["pixel_values_videos"]
-        std += float(pixels["clean"].std()) / n_videos
-        for source in diffs:
-            diffs[source] += float((pixels[source] - pixels["clean"]).abs().mean()) / n_videos
-    return {"clean_std": round(std, 4), **{f"mean_abs_diff_{k}": round(v, 4) for k, v in diffs.items()}}
 
 
 @torch.no_grad()
@@ -103,18 +85,29 @@ def highpass_init(conv: torch.nn.Conv3d, channels: int, gain: float = 1.0, seed:
 
 
 @torch.no_grad()
-def highpass_energy(critic: VLMCritic, cfg: RenderConfig, n_videos: int, channels: int) -> dict[str, list[float]]:
-    """Per class, the mean squared patch-embedding response of the first ``channels`` (high-pass) filters and of the
-    others, one pair per train scene: ``{"clean": [hp_0, rest_0, hp_1, rest_1, ...], ...}``."""
+def pixel_stats(critic: VLMCritic, cfg: RenderConfig, n_videos: int, highpass_channels: int = 0) -> dict:
+    """What the tower is given, over ``n_videos`` train scenes rendered once per class: the clean pixel_values' std
+    and the mean |pixel_values(defect) - pixel_values(clean)| per defect (averages over the scenes); with
+    ``highpass_channels``, also per class the mean squared patch-embedding response of the first ``highpass_channels``
+    (high-pass) filters and of the others, one pair per scene (``highpass_energy``: ``{"clean": [hp_0, rest_0, ...]}``)."""
     embed = critic.model.model.visual.patch_embed
-    out: dict[str, list[float]] = {c: [] for c in CLASSES}
+    diffs = {c: 0.0 for c in CLASSES[1:]}
+    energy: dict[str, list[float]] = {c: [] for c in CLASSES}
+    std = 0.0
     for i in range(n_videos):
+        pixels = {}
         for source in CLASSES:
             video = subsample_frames(quality_video(7_000_000 + 1000 * i, "train", source, cfg), N_FRAMES)
-            response = embed(critic.encoder.encode([video], fps=critic.fps).model_kwargs["pixel_values_videos"])
-            out[source] += [round(float(response[:, :channels].square().mean()), 4),
-                            round(float(response[:, channels:].square().mean()), 4)]  # [patches, C] -> 2 numbers
-    return out
+            pixels[source] = critic.encoder.encode([video], fps=critic.fps).model_kwargs["pixel_values_videos"]
+            if highpass_channels:
+                response = embed(pixels[source])  # [patches, C]
+                energy[source] += [round(float(response[:, :highpass_channels].square().mean()), 4),
+                                   round(float(response[:, highpass_channels:].square().mean()), 4)]
+        std += float(pixels["clean"].std()) / n_videos
+        for source in diffs:
+            diffs[source] += float((pixels[source] - pixels["clean"]).abs().mean()) / n_videos
+    stats = {"clean_std": round(std, 4), **{f"mean_abs_diff_{k}": round(v, 4) for k, v in diffs.items()}}
+    return {**stats, "highpass_energy": energy} if highpass_channels else stats
 
 
 def main() -> None:
@@ -140,9 +133,7 @@ def main() -> None:
     model = critic.model
     if args.highpass_channels:
         highpass_init(model.model.visual.patch_embed.proj, args.highpass_channels, args.highpass_gain)
-    shift = pixel_shift(critic, cfg, args.pixel_videos)
-    if args.highpass_channels:
-        shift["highpass_energy"] = highpass_energy(critic, cfg, args.pixel_videos, args.highpass_channels)
+    shift = pixel_stats(critic, cfg, args.pixel_videos, args.highpass_channels)
     print(json.dumps(shift), flush=True)
     head = torch.nn.Linear(model.config.text_config.hidden_size, len(CLASSES))
     model.requires_grad_(False)

@@ -70,7 +70,7 @@ from vidreward.world.critic_curriculum import (
     train_scene,
 )
 from vidreward.world.critic_heads import AttributeHeads
-from vidreward.world.critic_model import build_critic_model, export_critic, grow_text_model, train_tokenizer
+from vidreward.world.critic_model import export_critic, grow_text_model, save_initial_critic
 from vidreward.world.render import RenderConfig
 
 logger = get_logger(__name__)
@@ -125,11 +125,8 @@ def run_build(cfg: CriticBuildConfig) -> dict:
     init_dir, ckpt_dir = work / "init", work / "checkpoints"
     if not (init_dir / "model.safetensors").is_file():
         t0 = time.time()
-        tokenizer = train_tokenizer(cd.text_corpus(2000), cfg.arch.vocab_size)
-        model, processor = build_critic_model(tokenizer, cfg.arch, cfg.seed)
-        model.save_pretrained(init_dir, safe_serialization=True)
-        processor.save_pretrained(init_dir)
-        logger.info("stage 0: tokenizer (%d tokens) + model built in %.1fs", len(tokenizer), time.time() - t0)
+        vocab = save_initial_critic(init_dir, cd.text_corpus(2000), cfg.arch, cfg.seed)
+        logger.info("stage 0: tokenizer (%d tokens) + model built in %.1fs", vocab, time.time() - t0)
     critic = VLMCritic.from_pretrained(init_dir)
     model = critic.model
     align = WordAlignment(concept_token_ids(critic.tokenizer))

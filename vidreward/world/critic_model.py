@@ -136,6 +136,18 @@ def build_critic_model(tokenizer, arch: CriticArch, seed: int):
     return model, processor
 
 
+def save_initial_critic(out_dir: str | Path, corpus: Iterable[str], arch: CriticArch, seed: int) -> int:
+    """Stage 0 of the build: a tokenizer trained on ``corpus`` (``arch.vocab_size``) and a freshly initialised critic
+    of ``arch`` (:func:`build_critic_model`), saved to ``out_dir`` with its processor (safetensors). Load it with
+    ``VLMCritic.from_pretrained``, which applies the processor's pixel budget as every stage does. Returns the
+    tokenizer's size."""
+    tokenizer = train_tokenizer(corpus, arch.vocab_size)
+    model, processor = build_critic_model(tokenizer, arch, seed)
+    model.save_pretrained(out_dir, safe_serialization=True)
+    processor.save_pretrained(out_dir)
+    return len(tokenizer)
+
+
 def export_critic(critic, out_dir: Path, info: dict) -> None:
     """Atomically replace ``out_dir`` with a ``VLMCritic``'s model + processor (+ ``critic_build.json`` info)."""
     out_dir.parent.mkdir(parents=True, exist_ok=True)
